@@ -1,0 +1,1 @@
+"""RAdam (Liu et al. 2019), its warmup schedules, and the variance theory behind it."""

@@ -1,0 +1,1 @@
+"""The study service: FastAPI in front of the study engine."""

@@ -1,0 +1,43 @@
+"""The project's exceptions, in one place.
+
+The service turns these into HTTP errors at its routes and nowhere else; the CLI prints
+their message. Every message names what is wrong and, where it helps, what to do.
+"""
+
+from __future__ import annotations
+
+
+class RobustnessError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class SpecError(RobustnessError, ValueError):
+    """A study spec is invalid. ``field`` names the offending field (dotted path)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message if field is None else f"{field}: {message}")
+        self.field = field
+
+
+class UnknownPresetError(SpecError):
+    """No preset has this name."""
+
+
+class DatasetNotFoundError(RobustnessError, FileNotFoundError):
+    """A dataset's files are not where they should be; the message says where they go."""
+
+
+class StudyNotFoundError(RobustnessError, LookupError):
+    """No study has this id."""
+
+
+class StudyStateError(RobustnessError):
+    """The study is in a state that does not allow the operation (e.g. cancel a finished one)."""
+
+
+class TrackingError(RobustnessError):
+    """The MLflow tracking store could not be reached or answered something unexpected."""
+
+
+class ClusterError(RobustnessError):
+    """The Ray cluster could not be reached or refused the work."""

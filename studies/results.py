@@ -1,0 +1,67 @@
+"""What a study leaves behind, as plain data: the contract between the records
+(``studies.tracking``, which reads them out of MLflow), the summaries (``studies.summary``)
+and the service. No MLflow, Ray or torch here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+TrialStatus = Literal["pending", "running", "finished", "diverged", "failed"]
+StudyStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+#: Per-epoch metrics every trial reports, in this order (MLflow step = epoch, from 1).
+EPOCH_METRICS: tuple[str, ...] = ("train_loss", "test_loss", "test_acc", "lr")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial: its configuration, its status and its per-epoch metric curves.
+
+    ``test_acc`` is a fraction in [0, 1] per epoch; ``history[name][i]`` is the value after
+    epoch i+1. A diverged trial keeps the epochs it finished.
+    """
+
+    trial_id: str
+    optimizer: str
+    lr: float
+    warmup: str  # "none", "linear", "untuned_linear", "untuned_exponential"
+    warmup_steps: int  # 0 when the kind has no length
+    seed: int
+    status: TrialStatus
+    history: dict[str, list[float]] = field(default_factory=dict)
+    node: str | None = None
+    run_id: str | None = None  # the nested MLflow run
+    train_seconds: float | None = None  # the trial's own training time
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history.get("test_acc", []))
+
+    @property
+    def final_acc(self) -> float | None:
+        accs = self.history.get("test_acc", [])
+        return accs[-1] if accs else None
+
+    @property
+    def best_acc(self) -> float | None:
+        accs = self.history.get("test_acc", [])
+        return max(accs) if accs else None
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """One study: the parent MLflow run. ``spec`` is the spec's JSON (a dict)."""
+
+    study_id: str
+    name: str
+    status: StudyStatus
+    spec: dict[str, object]
+    run_id: str
+    experiment_id: str
+    created_at: datetime
+    updated_at: datetime | None = None
+    error: str | None = None
+    num_trials: int = 0
