@@ -1,0 +1,206 @@
+"""The study's figures, drawn from a ``StudySummary`` alone (so a cached summary redraws them).
+
+- ``figure6``: the paper's Figure 6 layout (Liu et al. 2019): one panel per optimizer (and
+  warmup setting), test accuracy against epoch, one line per learning rate (mean over seeds, a
+  band of ± one std), shared y-axis, a legend of learning rates in each panel.
+- ``lr_sensitivity``: final accuracy against learning rate (log x), one line per optimizer with
+  ± std error bars (DeepOBS's sensitivity plot).
+- ``warmup_heatmap``: accuracy over warmup setting x learning rate, each optimizer's rows
+  together (RAdam's beside the warmed-up ones), for studies whose grid varies the warmup.
+
+Headless: the Agg canvas is used directly, never pyplot's global state, so it is thread-safe
+enough for the service and needs no display.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from studies.summary import (
+    CellSummary,
+    StudySummary,
+    format_lr,
+    optimizer_label,
+    warmup_label,
+)
+
+PANEL_SIZE = (4.2, 3.4)  # inches per Figure-6 panel
+MAX_COLUMNS = 4  # Figure-6 panels per row
+DPI = 120  # dots per inch of the PNGs
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _title(summary: StudySummary, what: str) -> str:
+    name = summary.name or summary.study_id
+    suffix = (
+        f" — partial, {summary.trials_done}/{summary.trials_total} trials"
+        if summary.partial
+        else ""
+    )
+    return f"{what}: {name}{suffix}" if name else f"{what}{suffix}"
+
+
+def _panels(summary: StudySummary) -> list[tuple[str, str, int, list[CellSummary]]]:
+    """(optimizer, warmup, warmup_steps, cells sorted by lr), in the summary's order."""
+    panels: list[tuple[str, str, int, list[CellSummary]]] = []
+    for cell in summary.cells:  # already sorted optimizer, warmup, lr
+        if not panels or panels[-1][:3] != (cell.optimizer, cell.warmup, cell.warmup_steps):
+            panels.append((cell.optimizer, cell.warmup, cell.warmup_steps, []))
+        panels[-1][3].append(cell)
+    return panels
+
+
+def _lr_colors(lrs: Sequence[float]) -> dict[float, tuple[float, float, float, float]]:
+    """One colour per learning rate, the same in every panel (viridis over log10 lr)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    logs = [math.log10(lr) for lr in lrs] if lrs else [0.0]
+    norm = Normalize(min(logs), max(logs) if max(logs) > min(logs) else min(logs) + 1.0)
+    return {lr: cmap(0.9 * norm(math.log10(lr))) for lr in lrs}
+
+
+def figure6(summary: StudySummary) -> Figure:
+    """Test accuracy against epoch, one panel per optimizer (x warmup), one line per lr."""
+    panels = _panels(summary)
+    ncols = max(1, min(MAX_COLUMNS, len(panels)))
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    fig = _new_figure(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.5)
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
+    colors = _lr_colors(summary.lrs)
+    for ax, (optimizer, warmup, steps, cells) in zip(axes.flat, panels, strict=False):
+        for cell in cells:
+            _curve(ax, cell, colors[cell.lr])
+        title = optimizer_label(optimizer)
+        if summary.varies_warmup:
+            title += f", {warmup_label(warmup, steps)}"
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(
+            title="learning rate", fontsize="small", title_fontsize="small", loc="lower right"
+        )
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy (%)")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle(_title(summary, "Test accuracy by learning rate"))
+    return fig
+
+
+def _curve(ax: Axes, cell: CellSummary, color: tuple[float, float, float, float]) -> None:
+    mean = np.array([np.nan if v is None else v for v in cell.curve_mean_pct], dtype=float)
+    if mean.size == 0:
+        return
+    epochs = np.arange(1, mean.size + 1)
+    label = format_lr(cell.lr) + (f" ({cell.n_diverged} diverged)" if cell.n_diverged else "")
+    ax.plot(epochs, mean, color=color, label=label, marker="o" if mean.size < 8 else None, ms=3)
+    std = np.array([np.nan if v is None else v for v in cell.curve_std_pct], dtype=float)
+    if np.isfinite(std).any():
+        ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+
+
+def lr_sensitivity(summary: StudySummary) -> Figure:
+    """Final test accuracy against learning rate (log x), one line per optimizer (x warmup)."""
+    fig = _new_figure(6.4, 4.4)
+    ax = fig.subplots()
+    for optimizer, warmup, steps, cells in _panels(summary):
+        done = [c for c in cells if c.final_acc_mean_pct is not None]
+        if not done:
+            continue
+        label = optimizer_label(optimizer)
+        if summary.varies_warmup:
+            label += f", {warmup_label(warmup, steps)}"
+        ax.errorbar(
+            [c.lr for c in done],
+            [_nan(c.final_acc_mean_pct) for c in done],
+            yerr=[c.final_acc_std_pct or 0.0 for c in done],
+            label=label,
+            marker="o",
+            capsize=3,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title(_title(summary, "Sensitivity to the learning rate"), fontsize="medium")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def warmup_heatmap(summary: StudySummary) -> Figure | None:
+    """Accuracy over warmup setting (rows, grouped by optimizer) x lr; None without warmup."""
+    if not summary.warmup_tables:
+        return None
+    lrs = summary.lrs
+    labels: list[str] = []
+    values: list[list[float]] = []
+    boundaries: list[int] = []
+    for table in summary.warmup_tables:
+        for label, row in zip(table.labels, table.acc_pct, strict=True):
+            labels.append(f"{optimizer_label(table.optimizer)}, {label}")
+            by_lr = dict(zip(table.lrs, row, strict=True))
+            values.append([_nan(by_lr.get(lr)) for lr in lrs])
+        boundaries.append(len(labels))
+    grid = np.array(values, dtype=float)
+    fig = _new_figure(max(5.0, 1.1 * len(lrs) + 3.6), max(3.0, 0.45 * len(labels) + 1.6))
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=ax, label="final test accuracy (%)")
+    ax.set_xticks(range(len(lrs)), [format_lr(lr) for lr in lrs])
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("learning rate")
+    for end in boundaries[:-1]:  # a white rule between optimizers
+        ax.axhline(end - 0.5, color="white", linewidth=3)
+    finite = grid[np.isfinite(grid)]
+    middle = float(finite.min() + finite.max()) / 2.0 if finite.size else 0.0
+    for (i, j), value in np.ndenumerate(grid):
+        if math.isfinite(value):
+            ax.text(
+                j,
+                i,
+                f"{value:.1f}",
+                ha="center",
+                va="center",
+                fontsize="small",
+                color="black" if value > middle else "white",
+            )
+    ax.set_title(_title(summary, "Warmup against learning rate"), fontsize="medium")
+    return fig
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def write_figures(summary: StudySummary, out_dir: Path) -> list[Path]:
+    """Write figure6.png/.svg, lr_sensitivity.png and (warmup studies) warmup.png."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    fig6 = figure6(summary)
+    for suffix in ("png", "svg"):
+        path = out_dir / f"figure6.{suffix}"
+        fig6.savefig(path)
+        written.append(path)
+    path = out_dir / "lr_sensitivity.png"
+    lr_sensitivity(summary).savefig(path)
+    written.append(path)
+    heat = warmup_heatmap(summary)
+    if heat is not None:
+        path = out_dir / "warmup.png"
+        heat.savefig(path)
+        written.append(path)
+    return written
