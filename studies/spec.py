@@ -1,0 +1,386 @@
+"""The study spec: the single description of a study, JSON in and out.
+
+A ``StudySpec`` names a dataset and a model, the optimizers, their learning rates, the warmup,
+the seeds and the training schedule, how to search (a full grid, or Optuna's TPE), and what each
+trial may use. ``StudySpec.trial_configs()`` expands a grid into ``TrialConfig`` points; the
+runner turns them into Ray Tune trials and ``TrialConfig.key`` names each one stably.
+
+Warmup semantics (decided here, documented in ``WarmupSpec``): the warmup kinds (and, for
+``linear``, the lengths) are crossed only with the optimizers listed in ``warmup.optimizers``
+(default: the Adam family, ``adam`` and ``adamw``); every other optimizer (RAdam, SGD) runs once
+per learning rate and seed with no warmup. Figure 7 is thus ``optimizers=[adamw, radam]``,
+``warmup={kinds: [linear], steps: [100, 200, 500, 1000]}``.
+
+Validation names the field and the reason. ``StudySpec.parse(...)`` turns pydantic's error into
+a ``SpecError`` whose ``field`` is the dotted path of the first offending field. A study may hold
+at most ``max_trials`` trials: ``DEFAULT_MAX_TRIALS`` (2000), overridden by the environment
+variable ``ROBUSTNESS_MAX_TRIALS`` or, per call, by the validation context
+``{"max_trials": N}`` (``StudySpec.parse(data, max_trials=N)``), which wins.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from studies.errors import SpecError
+
+OptimizerName = Literal["radam", "adam", "adamw", "sgd"]
+DatasetName = Literal["cifar10", "fashion_mnist", "digits"]
+ModelName = Literal["resnet20", "cnn", "mlp"]
+WarmupKind = Literal["none", "linear", "untuned_linear", "untuned_exponential"]
+
+OPTIMIZERS: tuple[str, ...] = ("radam", "adam", "adamw", "sgd")
+DATASETS: tuple[str, ...] = ("cifar10", "fashion_mnist", "digits")
+MODELS: tuple[str, ...] = ("resnet20", "cnn", "mlp")
+WARMUPS: tuple[str, ...] = ("none", "linear", "untuned_linear", "untuned_exponential")
+
+#: At most this many trials per study unless ROBUSTNESS_MAX_TRIALS or the context says otherwise.
+DEFAULT_MAX_TRIALS = 2000
+MAX_TRIALS_ENV = "ROBUSTNESS_MAX_TRIALS"
+
+_NO_WARMUP: tuple[WarmupKind, ...] = ("none",)
+_ADAM_FAMILY: tuple[OptimizerName, ...] = ("adam", "adamw")  # warm up by default
+
+PositiveLr = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _unique(values: list[Any], what: str) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} must not repeat, got {values}")
+    return values
+
+
+class WarmupSpec(_Strict):
+    """Which warmups the grid crosses, and with which optimizers.
+
+    ``kinds``: warmup schedules (``none``, ``linear`` from 1e-6 as in the paper, Ma & Yarats'
+    ``untuned_linear`` / ``untuned_exponential``). ``steps``: the lengths, in iterations, of
+    the ``linear`` kind (the untuned kinds derive theirs from beta2). ``optimizers``: the ones
+    that get these warmups; the others take ``none``. A single ``kind`` is accepted on input
+    as shorthand for ``kinds: [kind]``.
+    """
+
+    kinds: list[WarmupKind] = Field(default_factory=lambda: list(_NO_WARMUP), min_length=1)
+    steps: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)  # iterations
+    optimizers: list[OptimizerName] = Field(default_factory=lambda: list(_ADAM_FAMILY))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "kind" in data:
+            if "kinds" in data:
+                raise ValueError("give either kind or kinds, not both")
+            data = {k: v for k, v in data.items() if k != "kind"} | {"kinds": [data["kind"]]}
+        return data
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds_unique(cls, kinds: list[str]) -> list[str]:
+        return _unique(kinds, "warmup kinds")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_unique(cls, steps: list[int]) -> list[int]:
+        return _unique(steps, "warmup steps")
+
+    @field_validator("optimizers")
+    @classmethod
+    def _optimizers_unique(cls, names: list[str]) -> list[str]:
+        return _unique(names, "warmup optimizers")
+
+    @model_validator(mode="after")
+    def _lengths_match_kinds(self) -> Self:
+        if "linear" in self.kinds and not self.steps:
+            raise SpecError(
+                "the linear warmup needs its lengths (iterations)", field="warmup.steps"
+            )
+        if self.steps and "linear" not in self.kinds:
+            raise SpecError(
+                f"{self.steps} given, but only the linear warmup takes a length "
+                f"(kinds: {self.kinds})",
+                field="warmup.steps",
+            )
+        return self
+
+    def points(self) -> list[tuple[str, int]]:
+        """(kind, warmup_steps) pairs, in order; 0 steps for the kinds without a length."""
+        out: list[tuple[str, int]] = []
+        for kind in self.kinds:
+            if kind == "linear":
+                out.extend(("linear", s) for s in self.steps)
+            else:
+                out.append((kind, 0))
+        return out
+
+
+class SearchSpec(_Strict):
+    """How trials are chosen: ``grid`` (the full cross product, the default) or ``optuna``.
+
+    ``optuna``: TPE over the optimizer (categorical), the log learning rate in ``lr_range``
+    (default: the spec's smallest to largest learning rate) and, when the warmup is linear,
+    the warmup length in ``warmup_steps_range`` (default: the spec's shortest to longest);
+    ``num_samples`` samples, each repeated over every seed (Ray Tune's ``Repeater``).
+    """
+
+    kind: Literal["grid", "optuna"] = "grid"
+    num_samples: int = Field(default=20, ge=1)  # Optuna samples (each run once per seed)
+    lr_range: tuple[PositiveLr, PositiveLr] | None = None  # log-uniform bounds
+    warmup_steps_range: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = (
+        None  # iterations
+    )
+    metric: Literal["test_acc"] = "test_acc"  # maximised, at the trial's last epoch
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> Self:
+        if self.lr_range is not None and self.lr_range[0] >= self.lr_range[1]:
+            raise ValueError(f"lr_range must be (low, high) with low < high, got {self.lr_range}")
+        if self.warmup_steps_range is not None and (
+            self.warmup_steps_range[0] > self.warmup_steps_range[1]
+        ):
+            raise ValueError(
+                f"warmup_steps_range must be (low, high) with low <= high, "
+                f"got {self.warmup_steps_range}"
+            )
+        return self
+
+
+class Resources(_Strict):
+    """What one trial may use; ``gpu`` may be fractional to pack several trials per GPU."""
+
+    cpu: float = Field(default=1.0, gt=0.0)  # CPU cores (torch threads = max(1, floor(cpu)))
+    gpu: float = Field(default=0.0, ge=0.0)  # GPUs; 0.25 packs four trials on one GPU
+
+
+class TrialConfig(_Strict):
+    """One point of the grid. ``key`` is stable: ``radam-lr0.01-none-s0``,
+    ``adamw-lr0.1-linear500-s2``."""
+
+    optimizer: OptimizerName
+    lr: PositiveLr
+    warmup: WarmupKind = "none"
+    warmup_steps: int = Field(default=0, ge=0)  # iterations; 0 unless warmup is linear
+    seed: int = Field(default=0, ge=0)
+
+    @property
+    def key(self) -> str:
+        warmup = f"linear{self.warmup_steps}" if self.warmup == "linear" else self.warmup
+        return f"{self.optimizer}-lr{self.lr:g}-{warmup}-s{self.seed}"
+
+
+def _max_trials(info: ValidationInfo) -> int:
+    context = info.context if isinstance(info.context, Mapping) else {}
+    if context.get("max_trials") is not None:
+        return int(context["max_trials"])
+    env = os.environ.get(MAX_TRIALS_ENV)
+    return int(env) if env else DEFAULT_MAX_TRIALS
+
+
+class StudySpec(_Strict):
+    """A study: optimizers x learning rates x warmups x seeds on one dataset and model."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+    dataset: DatasetName
+    model: ModelName
+    optimizers: list[OptimizerName] = Field(min_length=1)
+    # one list for every optimizer, or one per optimizer (a key for each, no others)
+    learning_rates: list[PositiveLr] | dict[OptimizerName, list[PositiveLr]]
+    warmup: WarmupSpec = Field(default_factory=WarmupSpec)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
+
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=128, ge=1)  # examples per iteration
+    lr_milestones: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)  # epochs
+    lr_gamma: float = Field(default=0.1, gt=0.0, le=1.0)  # lr factor at each milestone
+    weight_decay: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)  # SGD only
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam family
+    eps: float = Field(default=1e-8, gt=0.0, allow_inf_nan=False)  # Adam family
+    augment: bool = False  # random crop (pad 4) + horizontal flip of training images
+    train_subset: int | None = Field(default=None, ge=1)  # first N training examples
+
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    resources_per_trial: Resources = Field(default_factory=Resources)
+    max_concurrent_trials: int | None = Field(default=None, ge=1)  # None: as resources allow
+    max_failures: int = Field(default=1, ge=0)  # retries of a crashed trial (not a diverged one)
+
+    @field_validator("optimizers")
+    @classmethod
+    def _optimizers_unique(cls, names: list[str]) -> list[str]:
+        return _unique(names, "optimizers")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_unique(cls, seeds: list[int]) -> list[int]:
+        return _unique(seeds, "seeds")
+
+    @field_validator("lr_milestones")
+    @classmethod
+    def _milestones_increasing(cls, milestones: list[int]) -> list[int]:
+        if any(b <= a for a, b in itertools.pairwise(milestones)):
+            raise ValueError(f"lr_milestones must increase, got {milestones}")
+        return milestones
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        for beta in betas:
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"each beta must be in [0, 1), got {betas}")
+        return betas
+
+    @field_validator("learning_rates")
+    @classmethod
+    def _lrs_nonempty_unique(
+        cls, lrs: list[float] | dict[str, list[float]]
+    ) -> list[float] | dict[str, list[float]]:
+        lists = lrs.values() if isinstance(lrs, dict) else [lrs]
+        for values in lists:
+            if not values:
+                raise ValueError("a learning-rate list must not be empty")
+            _unique(values, "learning rates")
+        return lrs
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Self:
+        if isinstance(self.learning_rates, dict):
+            keys, wanted = set(self.learning_rates), set(self.optimizers)
+            if keys != wanted:
+                raise SpecError(
+                    "a mapping needs exactly one list per optimizer; "
+                    f"missing {sorted(wanted - keys)}, extra {sorted(keys - wanted)}",
+                    field="learning_rates",
+                )
+        if self.warmup.kinds != ["none"] and not set(self.warmup.optimizers) & set(self.optimizers):
+            raise SpecError(
+                f"{self.warmup.optimizers} names none of the study's optimizers "
+                f"{self.optimizers}, so no trial would warm up",
+                field="warmup.optimizers",
+            )
+        if any(m >= self.epochs for m in self.lr_milestones):
+            raise SpecError(
+                f"{self.lr_milestones} must be epoch indices below epochs ({self.epochs})",
+                field="lr_milestones",
+            )
+        limit = _max_trials(info)
+        if self.num_trials > limit:
+            raise SpecError(
+                f"the study has {self.num_trials} trials, more than the limit of {limit} "
+                f"(use fewer learning rates, warmups or seeds, or raise {MAX_TRIALS_ENV})",
+                field="num_trials",
+            )
+        return self
+
+    # ---- reading the spec -------------------------------------------------------------------
+
+    def lrs_for(self, optimizer: str) -> list[float]:
+        if isinstance(self.learning_rates, dict):
+            return list(self.learning_rates[optimizer])  # type: ignore[index]
+        return list(self.learning_rates)
+
+    def warmups_for(self, optimizer: str) -> list[tuple[str, int]]:
+        """(kind, warmup_steps) points this optimizer is crossed with."""
+        if optimizer in self.warmup.optimizers:
+            return self.warmup.points()
+        return [("none", 0)]
+
+    def trial_configs(self) -> list[TrialConfig]:
+        """The grid, in the order optimizer, lr, warmup, seed.
+
+        For ``search.kind == "optuna"`` there is no fixed grid (Optuna samples the points), so
+        this returns an empty list; ``num_trials`` still counts the trials the study will run.
+        """
+        if self.search.kind != "grid":
+            return []
+        return [
+            TrialConfig(optimizer=opt, lr=lr, warmup=kind, warmup_steps=steps, seed=seed)  # type: ignore[arg-type]
+            for opt in self.optimizers
+            for lr in self.lrs_for(opt)
+            for kind, steps in self.warmups_for(opt)
+            for seed in self.seeds
+        ]
+
+    @property
+    def num_trials(self) -> int:
+        if self.search.kind == "optuna":
+            return self.search.num_samples * len(self.seeds)
+        return sum(
+            len(self.lrs_for(opt)) * len(self.warmups_for(opt)) * len(self.seeds)
+            for opt in self.optimizers
+        )
+
+    def lr_bounds(self) -> tuple[float, float]:
+        """(low, high) of the log-lr search: ``search.lr_range`` or the spec's learning rates."""
+        if self.search.lr_range is not None:
+            return self.search.lr_range
+        all_lrs = [lr for opt in self.optimizers for lr in self.lrs_for(opt)]
+        return min(all_lrs), max(all_lrs)
+
+    # ---- JSON in and out --------------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | str | bytes, *, max_trials: int | None = None) -> Self:
+        """Validate a dict or a JSON document; raise ``SpecError`` naming the first bad field."""
+        context = {"max_trials": max_trials}
+        try:
+            if isinstance(data, str | bytes):
+                return cls.model_validate_json(data, context=context)
+            return cls.model_validate(dict(data), context=context)
+        except ValidationError as exc:
+            raise spec_error(exc) from None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())  # type: ignore[no-any-return]
+
+
+def spec_error(exc: ValidationError) -> SpecError:
+    """A ``SpecError`` from pydantic's error: ``field`` is the first error's dotted path, the
+    message lists every error as ``path: reason``."""
+    errors = exc.errors(include_url=False)
+    # A value that fails both arms of a union (learning_rates: list or mapping) also fails
+    # the arm of the other shape; that "should be a valid dictionary" line is noise.
+    shape_only = {"list_type", "dict_type"}
+    if any(err["type"] not in shape_only for err in errors):
+        errors = [err for err in errors if err["type"] not in shape_only]
+    reasons: list[str] = []
+    fields: list[str] = []
+    for err in errors:
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, SpecError) and cause.field:
+            # raised by a model-level check that knows its field; its message carries it
+            fields.append(cause.field)
+            reasons.append(str(cause))
+            continue
+        path = _dotted(err["loc"])
+        fields.append(path)
+        reasons.append(f"{path}: {str(err['msg']).removeprefix('Value error, ')}")
+    error = SpecError("invalid study spec: " + "; ".join(reasons))
+    error.field = fields[0] if fields else None
+    return error
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    """``("learning_rates", "list[constrained-float]", 1)`` -> ``"learning_rates.1"``: pydantic
+    puts the union arm's type in the path; users wrote no such key."""
+    parts = [str(p) for p in loc if isinstance(p, int) or p.isidentifier() or "[" not in p]
+    return ".".join(parts) or "spec"
