@@ -10,7 +10,7 @@ What this module claims, and the evidence (tests/radam/test_theory.py):
   ``rho_t`` grows to ``rho_inf`` and ``r_t`` to 1.
 - ``var_psi_exact`` is Eq. 4, the exact variance of ``psi = sqrt(x)`` for
   ``x ~ Scale-inv-chi2(rho, 1/sigma^2)``. Eq. 4 as written overflows in double precision
-  (``2^(2 rho - 5)`` for rho above ~1000, beta functions that underflow); by Legendre's
+  (``2^(2 rho - 5)`` for rho above 514, beta functions that underflow); by Legendre's
   duplication formula it equals ``tau^2 rho/(rho-2) * (1 - (rho-2)/2 * (G((rho-1)/2)/G(rho/2))^2)``,
   which is computed here through log-gamma and ``expm1``, so the cancellation of two numbers
   near 1 costs no precision. Tested against Eq. 4 evaluated literally (where it does not
@@ -107,13 +107,13 @@ def var_psi_exact(rho: ArrayLike, *, sigma: float = 1.0) -> Array:
 
 
 def var_psi_eq4_literal(rho: float, *, sigma: float = 1.0) -> float:
-    """Eq. 4 exactly as printed (Beta function and 2^(2 rho - 5)); overflows for rho >~ 1000.
+    """Eq. 4 exactly as printed (Beta function and 2^(2 rho - 5)); overflows for rho > 514.
 
     Kept to show that ``var_psi_exact`` is Eq. 4, and why it is not computed this way.
     """
     half = (rho - 1.0) / 2.0
     beta = math.exp(2.0 * math.lgamma(half) - math.lgamma(2.0 * half))
-    power = math.pow(2.0, 2.0 * rho - 5.0)  # OverflowError from rho ~ 1027 on
+    power = math.pow(2.0, 2.0 * rho - 5.0)  # OverflowError from rho ~ 515 on
     return (rho / (rho - 2.0) - rho * power / math.pi * beta**2) / sigma**2
 
 
