@@ -185,3 +185,22 @@ def test_figures_are_written(tmp_path: Path) -> None:
         assert len(data) > 10_000  # axes, three curves and a legend, not an empty canvas
     header = sim.write_csv(tmp_path / "f9.csv").read_text().splitlines()[0]
     assert header == "t,rho_t,r_t,var_psi,var_rectified,var_theory"
+
+
+def test_the_optimizer_applies_this_r_t() -> None:
+    """Cross-check with radam.optimizer.RAdam: with a constant gradient of 1 and eps = 0,
+    m_hat = 1 and sqrt(v_t / (1 - beta2^t)) = 1, so each rectified step moves the parameter by
+    exactly -lr * r_t. Checked from t = 6, past every threshold in use (paper 4, torch 5)."""
+    torch = pytest.importorskip("torch")
+    optimizer_module = pytest.importorskip("radam.optimizer")
+    lr, beta2 = 0.5, 0.999
+    param = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    optimizer = optimizer_module.RAdam([param], lr=lr, betas=(0.9, beta2), eps=0.0)
+    moves = []
+    for _ in range(400):
+        before = float(param.item())
+        param.grad = torch.ones(1, dtype=torch.float64)
+        optimizer.step()
+        moves.append(before - float(param.item()))
+    t = np.arange(6, 401)
+    assert np.array(moves[5:]) == pytest.approx(lr * r_t(t, beta2=beta2), rel=1e-9)
