@@ -23,6 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from studies.summary import (
     CellSummary,
@@ -90,8 +91,16 @@ def figure6(summary: StudySummary) -> Figure:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Below the panel, not over the curves: high and low lrs end anywhere on the y-axis.
         ax.legend(
-            title="learning rate", fontsize="small", title_fontsize="small", loc="lower right"
+            title="learning rate",
+            fontsize="small",
+            title_fontsize="small",
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.2),
+            ncols=min(4, len(cells)),
+            frameon=False,
         )
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy (%)")
@@ -149,7 +158,9 @@ def warmup_heatmap(summary: StudySummary) -> Figure | None:
     labels: list[str] = []
     values: list[list[float]] = []
     boundaries: list[int] = []
-    for table in summary.warmup_tables:
+    # The warmed-up optimizers first, RAdam's rows under them: the comparison the paper makes.
+    tables = sorted(summary.warmup_tables, key=lambda t: t.optimizer == "radam")
+    for table in tables:
         for label, row in zip(table.labels, table.acc_pct, strict=True):
             labels.append(f"{optimizer_label(table.optimizer)}, {label}")
             by_lr = dict(zip(table.lrs, row, strict=True))

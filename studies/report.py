@@ -20,11 +20,12 @@ from pathlib import Path
 from studies import paths
 from studies.figures import write_figures
 from studies.results import StudyRecord, TrialRecord
-from studies.summary import StudySummary, format_table, summarize
+from studies.summary import StudySummary, format_cells_csv, format_table, summarize
 
 __all__ = [
     "build_report",
     "finalize_study",
+    "format_cells_csv",
     "format_table",
     "load_summary",
     "report_dir",

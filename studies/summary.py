@@ -29,6 +29,8 @@ Vectorised with numpy: a 1000-trial, 164-epoch study summarises in well under a 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import textwrap
@@ -562,7 +564,8 @@ def format_table(summary: StudySummary, *, width: int = 100) -> str:
 
     A cell reads ``—`` when no seed has counted yet; ``*N`` marks N diverged seeds.
     """
-    head = f"Study {summary.study_id}" + (f" ({summary.name})" if summary.name else "")
+    head = "Study" + (f" {summary.study_id}" if summary.study_id else "")
+    head += f" ({summary.name})" if summary.name else ""
     state = "partial" if summary.partial else "complete"
     lines = [
         f"{head}: {summary.trials_done} of {summary.trials_total} trials done ({state}), "
@@ -571,7 +574,8 @@ def format_table(summary: StudySummary, *, width: int = 100) -> str:
     ]
     lrs = summary.lrs
     by_cell = {(c.optimizer, c.warmup, c.warmup_steps, c.lr): c for c in summary.cells}
-    header = ["optimizer", *(f"lr={format_lr(lr)}" for lr in lrs), "best (lr)", "regret", "≤1pt"]
+    best = "best (lr, warmup)" if summary.varies_warmup else "best (lr)"
+    header = ["optimizer", *(f"lr={format_lr(lr)}" for lr in lrs), best, "regret", "≤1pt"]
     rows: list[list[str]] = []
     for opt in summary.optimizers:
         settings = sorted(
@@ -581,7 +585,7 @@ def format_table(summary: StudySummary, *, width: int = 100) -> str:
         for n, (warmup, steps) in enumerate(settings):
             name = opt.label + (f", {warmup_label(warmup, steps)}" if summary.varies_warmup else "")
             cells = [_table_cell(by_cell.get((opt.optimizer, warmup, steps, lr))) for lr in lrs]
-            extra = _optimizer_columns(opt) if n == 0 else ["", "", ""]
+            extra = _optimizer_columns(opt, summary.varies_warmup) if n == 0 else ["", "", ""]
             rows.append([name, *cells, *extra])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -589,7 +593,17 @@ def format_table(summary: StudySummary, *, width: int = 100) -> str:
         rest = "  ".join(value.rjust(w) for value, w in zip(row[1:], widths[1:], strict=True))
         lines.append(f"{left}  {rest}".rstrip())
     lines.append("")
-    lines.extend(textwrap.wrap("Verdict: " + summary.verdict, width=width))
+    if not summary.comparisons:
+        lines.extend(textwrap.wrap("Verdict: " + summary.verdict, width=width))
+        return "\n".join(lines)
+    so_far = f" so far ({summary.trials_done} of {summary.trials_total} trials done)"
+    lines.append("Verdict:" + (so_far if summary.partial else ""))
+    for comparison in summary.comparisons:  # one paragraph per pair
+        lines.extend(
+            textwrap.wrap(
+                comparison.sentence, width=width, initial_indent="- ", subsequent_indent="  "
+            )
+        )
     return "\n".join(lines)
 
 
@@ -604,12 +618,42 @@ def _table_cell(cell: CellSummary | None) -> str:
     return text
 
 
-def _optimizer_columns(opt: OptimizerSummary) -> list[str]:
+def _optimizer_columns(opt: OptimizerSummary, varies_warmup: bool) -> list[str]:
     if opt.best_acc_pct is None or opt.best_lr is None or opt.mean_regret_pct is None:
         return ["—", "—", "—"]
     share = opt.share_within_1pt if opt.share_within_1pt is not None else 0.0
+    where = format_lr(opt.best_lr)
+    if varies_warmup and opt.best_warmup is not None:
+        where += ", " + warmup_label(opt.best_warmup, opt.best_warmup_steps or 0)
     return [
-        f"{opt.best_acc_pct:.1f} ({format_lr(opt.best_lr)})",
+        f"{opt.best_acc_pct:.1f} ({where})",
         f"{opt.mean_regret_pct:.1f}{_fmt_ci(opt.mean_regret_ci_pct)}",
         f"{share:.0%}",
     ]
+
+
+CELL_CSV_COLUMNS: tuple[str, ...] = (
+    "optimizer",
+    "lr",
+    "warmup",
+    "warmup_steps",
+    "n_seeds",
+    "n_diverged",
+    "n_failed",
+    "n_pending",
+    "final_acc_mean_pct",
+    "final_acc_std_pct",
+    "best_acc_mean_pct",
+    "best_acc_std_pct",
+)
+
+
+def format_cells_csv(summary: StudySummary) -> str:
+    """One CSV row per grid cell (percent accuracies; empty where there is no value)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CELL_CSV_COLUMNS)
+    for cell in summary.cells:
+        row = cell.model_dump()
+        writer.writerow(["" if row[c] is None else row[c] for c in CELL_CSV_COLUMNS])
+    return buffer.getvalue()

@@ -1,0 +1,294 @@
+"""Summary numbers on hand-made trial records, with answers worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from studies.results import TrialRecord
+from studies.summary import StudySummary, format_cells_csv, format_table, summarize
+
+
+def trial(
+    optimizer: str,
+    lr: float,
+    seed: int,
+    accs: list[float],
+    *,
+    status: str = "finished",
+    warmup: str = "none",
+    warmup_steps: int = 0,
+) -> TrialRecord:
+    return TrialRecord(
+        trial_id=f"{optimizer}-{lr}-{warmup}{warmup_steps}-{seed}",
+        optimizer=optimizer,
+        lr=lr,
+        warmup=warmup,
+        warmup_steps=warmup_steps,
+        seed=seed,
+        status=status,  # type: ignore[arg-type]
+        history={"test_acc": accs},
+    )
+
+
+def cell(summary: StudySummary, optimizer: str, lr: float, warmup: str = "none"):  # type: ignore[no-untyped-def]
+    (found,) = [
+        c for c in summary.cells if (c.optimizer, c.lr, c.warmup) == (optimizer, lr, warmup)
+    ]
+    return found
+
+
+def by_name(summary: StudySummary, optimizer: str):  # type: ignore[no-untyped-def]
+    (found,) = [o for o in summary.optimizers if o.optimizer == optimizer]
+    return found
+
+
+def test_regret_spread_and_share_within_one_point() -> None:
+    # Final accuracies 90, 89.5, 80 (one seed each): best 90 at lr 0.1, worst 80, spread 10,
+    # regret = mean(0, 0.5, 10) = 3.5, within 1 point: 90 and 89.5 -> 2 of 3.
+    trials = [
+        trial("adam", 0.1, 0, [0.5, 0.90]),
+        trial("adam", 0.01, 0, [0.5, 0.895]),
+        trial("adam", 0.001, 0, [0.5, 0.80]),
+    ]
+    adam = by_name(summarize(trials), "adam")
+    assert adam.n_cells == 3
+    assert adam.best_lr == 0.1
+    assert adam.best_acc_pct == pytest.approx(90.0)
+    assert adam.worst_acc_pct == pytest.approx(80.0)
+    assert adam.spread_pct == pytest.approx(10.0)
+    assert adam.mean_regret_pct == pytest.approx(3.5)
+    assert adam.share_within_1pt == pytest.approx(2 / 3)
+
+
+def test_cell_mean_std_over_seeds_and_best_accuracy() -> None:
+    # Seeds end at 80 and 90 (mean 85, sample std sqrt(50) = 7.07); their best epochs are
+    # 85 and 90 (mean 87.5). The curve is the per-epoch mean: (60+70)/2, (85+80)/2, (80+90)/2.
+    trials = [trial("sgd", 0.1, 0, [0.6, 0.85, 0.8]), trial("sgd", 0.1, 1, [0.7, 0.8, 0.9])]
+    c = cell(summarize(trials), "sgd", 0.1)
+    assert c.n_seeds == 2 and c.seeds == [0, 1]
+    assert c.final_acc_mean_pct == pytest.approx(85.0)
+    assert c.final_acc_std_pct == pytest.approx(math.sqrt(50.0))
+    assert c.best_acc_mean_pct == pytest.approx(87.5)
+    assert c.curve_mean_pct == pytest.approx([65.0, 82.5, 85.0])
+    assert c.curve_std_pct[0] == pytest.approx(math.sqrt(50.0))
+
+
+def test_diverged_trials_count_with_the_accuracy_they_had() -> None:
+    # A 3-epoch study. Seed 1 diverged after epoch 2 at 60% (its NaN epoch 3 is ignored),
+    # seed 2 diverged after epoch 1 at 30%, seed 3 diverged before reporting anything (0).
+    trials = [
+        trial("adam", 0.1, 0, [0.5, 0.7, 0.9]),
+        trial("adam", 0.1, 1, [0.5, 0.6, math.nan], status="diverged"),
+        trial("adam", 0.1, 2, [0.3], status="diverged"),
+        trial("adam", 0.1, 3, [], status="diverged"),
+    ]
+    c = cell(summarize(trials), "adam", 0.1)
+    assert c.n_seeds == 4
+    assert c.n_diverged == 3
+    assert c.final_acc_mean_pct == pytest.approx((90 + 60 + 30 + 0) / 4)
+    # The curve holds each diverged seed at its last accuracy for the epochs it missed.
+    assert c.curve_mean_pct == pytest.approx([(50 + 50 + 30 + 0) / 4, 40.0, 45.0])
+
+
+def test_partial_study_counts_done_trials_and_ignores_running_ones() -> None:
+    trials = [
+        trial("radam", 0.01, 0, [0.8, 0.9]),
+        trial("radam", 0.1, 0, [0.8, 0.7]),
+        trial("adam", 0.01, 0, [0.8, 0.85]),
+        trial("adam", 0.1, 0, [0.1], status="running"),  # not final: not averaged
+        trial("adam", 0.1, 1, [], status="failed"),  # a crash: counted as done, not averaged
+    ]
+    summary = summarize(trials, trials_total=8, status="running")
+    assert summary.partial is True
+    assert summary.trials_done == 4
+    assert summary.trials_total == 8
+    assert summary.trials_counted == 3
+    assert summary.trials_failed == 1
+    adam_01 = cell(summary, "adam", 0.1)
+    assert adam_01.n_seeds == 0 and adam_01.final_acc_mean_pct is None
+    assert adam_01.n_pending == 1 and adam_01.n_failed == 1
+    assert by_name(summary, "adam").n_cells == 1  # only lr=0.01 has a counted seed
+    assert summary.verdict.startswith("So far (4 of 8 trials done):")
+
+
+def test_complete_study_is_not_partial_even_while_the_run_is_still_open() -> None:
+    trials = [trial("adam", 0.01, 0, [0.8]), trial("adam", 0.1, 0, [0.7], status="diverged")]
+    summary = summarize(trials, trials_total=2, status="running")
+    assert summary.partial is False
+    assert summary.trials_done == 2
+
+
+def test_single_seed_gives_no_interval_and_the_verdict_cannot_tell() -> None:
+    trials = [
+        trial("radam", 0.1, 0, [0.9]),
+        trial("radam", 0.01, 0, [0.89]),
+        trial("adam", 0.1, 0, [0.2]),
+        trial("adam", 0.01, 0, [0.88]),
+    ]
+    summary = summarize(trials)
+    assert by_name(summary, "radam").mean_regret_ci_pct is None
+    (comparison,) = summary.comparisons
+    assert (comparison.a, comparison.b) == ("radam", "adam")
+    assert comparison.diff_pct == pytest.approx(0.5 - 34.0)
+    assert comparison.diff_ci_pct is None
+    assert comparison.less_sensitive is None
+    assert comparison.sentence.startswith("Cannot tell")
+    assert "single seed" in comparison.sentence
+
+
+def test_bootstrap_interval_matches_the_exact_resampling_distribution() -> None:
+    # Two cells of two seeds: cell means take {90, 85, 80} and {70, 65, 60} with probabilities
+    # 1/4, 1/2, 1/4, and regret = (m1 - m2) / 2 ranges over [5, 15], each end with
+    # probability 1/16 > 2.5%: the 95% interval is exactly [5, 15]; the estimate is 10.
+    trials = [
+        trial("sgd", 0.1, 0, [0.90]),
+        trial("sgd", 0.1, 1, [0.80]),
+        trial("sgd", 0.01, 0, [0.70]),
+        trial("sgd", 0.01, 1, [0.60]),
+    ]
+    sgd = by_name(summarize(trials, resamples=4000), "sgd")
+    assert sgd.mean_regret_pct == pytest.approx(10.0)
+    assert sgd.mean_regret_ci_pct == pytest.approx((5.0, 15.0))
+
+
+def test_verdict_names_the_less_sensitive_optimizer_when_the_interval_excludes_zero() -> None:
+    # RAdam: about 90 at every lr (regret ~0.1); Adam collapses at lr 0.1 (regret ~13.3).
+    trials = []
+    for seed, noise in enumerate((0.0, 0.002, -0.002)):
+        for lr, radam_acc, adam_acc in (
+            (0.1, 0.90, 0.50),
+            (0.01, 0.90, 0.90),
+            (0.001, 0.897, 0.89),
+        ):
+            trials.append(trial("radam", lr, seed, [radam_acc + noise]))
+            trials.append(trial("adam", lr, seed, [adam_acc + noise]))
+            trials.append(trial("adamw", lr, seed, [radam_acc - noise]))
+    summary = summarize(trials)
+    first, second, third = summary.comparisons
+    assert [(c.a, c.b) for c in summary.comparisons] == [
+        ("radam", "adam"),
+        ("radam", "adamw"),
+        ("adam", "adamw"),
+    ]
+    assert first.less_sensitive == "radam"
+    assert first.diff_ci_pct is not None and first.diff_ci_pct[1] < 0
+    assert first.sentence.startswith("RAdam is less sensitive to the learning rate than Adam")
+    # RAdam and AdamW have the same grid up to noise: the data cannot separate them.
+    assert second.less_sensitive is None
+    assert second.diff_ci_pct is not None and second.diff_ci_pct[0] <= 0 <= second.diff_ci_pct[1]
+    assert "includes 0" in second.sentence
+    assert third.less_sensitive == "adamw"
+    assert summary.verdict.startswith(first.sentence)
+
+
+def test_bootstrap_is_reproducible_with_its_fixed_seed() -> None:
+    trials = [trial("adam", lr, s, [0.8 + 0.01 * s + lr]) for lr in (0.1, 0.01) for s in range(3)]
+    a, b = summarize(trials), summarize(trials)
+    assert by_name(a, "adam").mean_regret_ci_pct == by_name(b, "adam").mean_regret_ci_pct
+    other = summarize(trials, rng_seed=1)
+    assert by_name(other, "adam").mean_regret_ci_pct != by_name(a, "adam").mean_regret_ci_pct
+
+
+def test_warmup_table_over_learning_rate_and_warmup_length() -> None:
+    trials = [
+        trial("adam", 0.1, 0, [0.3]),
+        trial("adam", 0.01, 0, [0.8]),
+        trial("adam", 0.1, 0, [0.85], warmup="linear", warmup_steps=100),
+        trial("adam", 0.01, 0, [0.88], warmup="linear", warmup_steps=100),
+        trial("adam", 0.1, 0, [0.86], warmup="linear", warmup_steps=1000),
+        trial("radam", 0.1, 0, [0.87]),
+        trial("radam", 0.01, 0, [0.89]),
+    ]
+    summary = summarize(trials)
+    assert summary.varies_warmup
+    radam, adam = summary.warmup_tables
+    assert radam.optimizer == "radam" and adam.optimizer == "adam"
+    assert adam.lrs == [0.01, 0.1]
+    assert adam.labels == [
+        "no warmup",
+        "linear warmup (100 steps)",
+        "linear warmup (1000 steps)",
+    ]
+    rounded = [[None if v is None else round(v, 6) for v in row] for row in adam.acc_pct]
+    assert rounded == [[80.0, 30.0], [88.0, 85.0], [None, 86.0]]
+    assert radam.acc_pct[0] == pytest.approx([89.0, 87.0])
+    # Adam's grid is lr x warmup: best 88 (lr 0.01, 100 steps) over five cells.
+    best = by_name(summary, "adam")
+    assert (best.best_lr, best.best_warmup, best.best_warmup_steps) == (0.01, "linear", 100)
+    assert best.mean_regret_pct == pytest.approx(88 - (30 + 80 + 85 + 88 + 86) / 5)
+    assert "learning rate and warmup" in summary.comparisons[0].sentence
+
+
+def test_no_warmup_table_when_the_grid_has_one_warmup() -> None:
+    summary = summarize([trial("adam", 0.1, 0, [0.5]), trial("adam", 0.01, 0, [0.6])])
+    assert not summary.varies_warmup and summary.warmup_tables == []
+
+
+def test_any_spec_unknown_optimizers_follow_the_known_ones() -> None:
+    trials = [
+        trial("lion", 0.1, 0, [0.5]),
+        trial("sgd", 0.1, 0, [0.6]),
+        trial("radam", 0.1, 0, [0.7]),
+    ]
+    summary = summarize(trials)
+    assert [o.optimizer for o in summary.optimizers] == ["radam", "sgd", "lion"]
+    assert [o.label for o in summary.optimizers] == ["RAdam", "SGD", "lion"]
+
+
+def test_empty_study() -> None:
+    summary = summarize([], trials_total=12, status="queued")
+    assert summary.partial and summary.trials_done == 0 and summary.trials_total == 12
+    assert summary.cells == [] and summary.comparisons == []
+    assert summary.verdict == "No finished trials yet (0 of 12 done)."
+    assert "0 of 12 trials done" in format_table(summary)
+
+
+def test_one_optimizer_has_nothing_to_compare() -> None:
+    summary = summarize([trial("sgd", 0.1, 0, [0.5]), trial("sgd", 0.01, 0, [0.6])])
+    assert summary.comparisons == []
+    assert "Nothing to compare" in summary.verdict
+
+
+def test_json_round_trip_has_no_nan() -> None:
+    trials = [
+        trial("adam", 0.1, 0, [0.5, 0.6]),
+        trial("adam", 0.1, 1, [0.5, math.nan], status="diverged"),
+        trial("radam", 0.1, 0, [0.4], status="running"),
+    ]
+    summary = summarize(trials, study_id="s1", name="tiny", status="running", trials_total=3)
+    text = summary.to_json()
+    assert "NaN" not in text
+    data = json.loads(text)
+    assert data["trials_done"] == 2 and data["partial"] is True
+    assert data["accuracy_unit"] == "percent"
+    assert StudySummary.from_json(text) == summary
+    assert StudySummary.from_dict(data) == summary
+
+
+def test_table_has_optimizers_as_rows_learning_rates_as_columns_and_the_verdict() -> None:
+    trials = [
+        trial("radam", 0.1, 0, [0.9]),
+        trial("radam", 0.01, 0, [0.89]),
+        trial("adam", 0.1, 0, [0.2], status="diverged"),
+    ]
+    table = format_table(summarize(trials, study_id="abc", trials_total=3))
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("optimizer"))
+    assert header.index("lr=0.01") < header.index("lr=0.1")
+    radam = next(line for line in lines if line.startswith("RAdam"))
+    adam = next(line for line in lines if line.startswith("Adam "))
+    assert "90.0" in radam and "89.0" in radam
+    assert "20.0 *1" in adam  # diverged seed marked
+    assert "—" in adam  # lr=0.01 never ran for Adam
+    assert "Verdict:" in table and "3 of 3 trials done (complete)" in table
+
+
+def test_cells_csv_has_one_row_per_cell() -> None:
+    trials = [trial("adam", 0.1, 0, [0.5]), trial("adam", 0.01, 0, [0.6])]
+    rows = format_cells_csv(summarize(trials)).splitlines()
+    assert rows[0].startswith("optimizer,lr,warmup,warmup_steps,n_seeds")
+    assert len(rows) == 3
+    assert rows[1].split(",")[:2] == ["adam", "0.01"]
