@@ -1,0 +1,104 @@
+"""Studies as Ray Jobs: submit, look up, stop, list (``ray.job_submission`` only).
+
+A study's job has the study id as its submission id and runs the same runner as
+``robustness run`` (``<this python> -m studies run --study-id ID``). The spec is not in the
+command line: the runner reads it from MLflow. The entrypoint is built from the interpreter's
+path and a service-generated hex id only, so no request value reaches a shell.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+from studies.errors import ClusterError
+
+JobState = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED", "MISSING"]
+ACTIVE_STATES: frozenset[str] = frozenset({"PENDING", "RUNNING"})
+JOB_METADATA = {"robustness": "study"}  # marks our jobs on a shared cluster
+
+_STUDY_ID = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    state: JobState
+    message: str | None = None
+
+
+def entrypoint(study_id: str, *, resume: bool = False) -> str:
+    if not _STUDY_ID.fullmatch(study_id):  # ids are ours (hex); refuse anything else
+        raise ClusterError(f"refusing to submit a job for the study id {study_id!r}")
+    command = f"{sys.executable} -m studies run --study-id {study_id}"
+    return command + " --resume" if resume else command
+
+
+class StudyJobs:
+    """A thin, typed layer over ``JobSubmissionClient`` that raises ``ClusterError``."""
+
+    def __init__(self, address: str, *, job_env: dict[str, str]) -> None:
+        from ray.job_submission import JobSubmissionClient
+
+        self.address = address
+        self._job_env = job_env
+        try:
+            self._client = JobSubmissionClient(address)
+        except Exception as exc:  # connection refused, auth, version mismatch
+            raise ClusterError(f"cannot reach the Ray Jobs API at {address}: {exc}") from exc
+
+    def submit(self, study_id: str, *, resume: bool = False) -> None:
+        try:
+            self._client.submit_job(
+                entrypoint=entrypoint(study_id, resume=resume),
+                submission_id=study_id,
+                runtime_env={"env_vars": dict(self._job_env)},
+                metadata=dict(JOB_METADATA),
+            )
+        except ClusterError:
+            raise
+        except Exception as exc:
+            raise ClusterError(f"Ray refused the job of study {study_id}: {exc}") from exc
+
+    def info(self, study_id: str) -> JobInfo:
+        try:
+            details = self._client.get_job_info(study_id)
+        except RuntimeError as exc:
+            if "does not exist" in str(exc):
+                return JobInfo("MISSING", "the Ray cluster has no job for this study")
+            raise ClusterError(f"cannot read the job of study {study_id}: {exc}") from exc
+        except Exception as exc:
+            raise ClusterError(f"cannot read the job of study {study_id}: {exc}") from exc
+        return JobInfo(str(details.status.value), details.message)  # type: ignore[arg-type]
+
+    def states(self) -> dict[str, JobInfo]:
+        """Every study job the cluster knows, by study id (one call)."""
+        try:
+            jobs = self._client.list_jobs()
+        except Exception as exc:
+            raise ClusterError(f"cannot list the Ray jobs at {self.address}: {exc}") from exc
+        out: dict[str, JobInfo] = {}
+        for job in jobs:
+            if job.submission_id and (job.metadata or {}).get("robustness") == "study":
+                out[job.submission_id] = JobInfo(str(job.status.value), job.message)  # type: ignore[arg-type]
+        return out
+
+    def active_count(self) -> int:
+        return sum(1 for info in self.states().values() if info.state in ACTIVE_STATES)
+
+    def stop(self, study_id: str) -> bool:
+        try:
+            return bool(self._client.stop_job(study_id))
+        except Exception as exc:
+            if "does not exist" in str(exc):
+                return False
+            raise ClusterError(f"cannot stop the job of study {study_id}: {exc}") from exc
+
+    def ping(self) -> None:
+        try:
+            self._client.list_jobs()
+        except Exception as exc:
+            raise ClusterError(
+                f"the Ray Jobs API at {self.address} does not answer: {exc}"
+            ) from exc

@@ -1,0 +1,114 @@
+"""The embedded default's Ray: a single-node head on 127.0.0.1 that the service starts and stops.
+
+``ray start --head --block`` runs as a child in its own session, bound to loopback (GCS, the
+node and the dashboard, whose Jobs API the service talks to). Stopping sends SIGTERM to that
+one process, which drains and stops the processes it started; what is left of its process
+group after a grace period is killed. Never ``ray stop``: other Ray clusters on the machine
+are not ours. Ray's token auth (``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN``) is inherited from the
+environment as it is, not switched off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from studies.errors import ClusterError
+
+STOP_GRACE_S = 40.0  # seconds: Ray drains the node for up to 30 s on SIGTERM
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LocalRayHead:
+    """A ``ray start --head`` child process; ``dashboard_url`` is its Jobs API address."""
+
+    def __init__(self, *, num_cpus: int | None = None, log_dir: Path) -> None:
+        self.num_cpus = num_cpus
+        self.log_dir = log_dir
+        self.gcs_port = free_port()
+        self.dashboard_port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def gcs_address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self, *, timeout_s: float) -> None:
+        ray_cli = Path(sys.executable).with_name("ray")
+        command = [
+            str(ray_cli),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={self.gcs_port}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+            "--disable-usage-stats",
+        ]
+        if self.num_cpus is not None:
+            command.append(f"--num-cpus={self.num_cpus}")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / "ray-head.log").open("ab")
+        env = dict(os.environ)
+        env.pop("RAY_ADDRESS", None)  # a head of our own, never someone else's cluster
+        self._process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        log.close()
+        self._wait_ready(timeout_s=timeout_s)
+
+    def _wait_ready(self, *, timeout_s: float) -> None:
+        from ray.job_submission import JobSubmissionClient
+
+        deadline = time.monotonic() + timeout_s
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise ClusterError(
+                    f"the local Ray head exited with code {self._process.returncode}; "
+                    f"see {self.log_dir / 'ray-head.log'}"
+                )
+            try:
+                JobSubmissionClient(self.dashboard_url).list_jobs()
+                return
+            except Exception as exc:  # not up yet: connection refused, 503 while starting
+                last = exc
+                time.sleep(0.5)
+        self.stop()
+        raise ClusterError(f"the local Ray head did not come up in {timeout_s:.0f} s: {last}")
+
+    def stop(self) -> None:
+        """Stop this head and only it: SIGTERM to ``ray start``, then its group if need be."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_GRACE_S)
+        # ray start put its children (GCS, raylet, dashboard) in its own session/group
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)

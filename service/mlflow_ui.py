@@ -1,0 +1,90 @@
+"""The MLflow UI of the embedded default: ``mlflow server`` on loopback over the same store.
+
+Started as a child process (``<this python> -m mlflow server``), so the study links open the
+view that compares a study's trial runs with no extra step. Bound to 127.0.0.1, and its Host
+check allows only the loopback names of its own port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from service.local_ray import free_port
+from studies.errors import TrackingError
+
+
+class MlflowUi:
+    def __init__(self, *, tracking_uri: str, artifacts_dir: Path, log_dir: Path) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifacts_dir = artifacts_dir
+        self.log_dir = log_dir
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout_s: float = 60.0) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            self.tracking_uri,
+            "--artifacts-destination",
+            str(self.artifacts_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--allowed-hosts",
+            f"127.0.0.1:{self.port},localhost:{self.port},127.0.0.1,localhost",
+        ]
+        log = (self.log_dir / "mlflow-ui.log").open("ab")
+        self._process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise TrackingError(
+                    f"the MLflow UI exited with code {self._process.returncode}; "
+                    f"see {self.log_dir / 'mlflow-ui.log'}"
+                )
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise TrackingError(f"the MLflow UI did not come up in {timeout_s:.0f} s")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        # mlflow server runs its web workers as children in the session we gave it
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)

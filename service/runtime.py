@@ -1,0 +1,97 @@
+"""What the service runs on, started and stopped with it: Ray (a cluster's Jobs API, or a
+local head of its own), the MLflow UI (embedded default) and the study service over both."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from service.core import StudyService
+from service.jobs import StudyJobs
+from service.local_ray import LocalRayHead
+from service.mlflow_ui import MlflowUi
+from service.settings import Settings
+from studies import paths
+from studies.errors import RobustnessError
+from studies.results import StudyStatus
+
+log = logging.getLogger("service")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    head: LocalRayHead | None = None
+    ui: MlflowUi | None = None
+    jobs: StudyJobs | None = None
+    service: StudyService | None = None
+    resumed: list[str] = field(default_factory=list)
+
+    @property
+    def ray_dashboard(self) -> str | None:
+        if self.head is not None:
+            return self.head.dashboard_url
+        address = self.settings.ray_address or ""
+        return address if address.startswith(("http://", "https://")) else None
+
+    @property
+    def mlflow_ui_url(self) -> str | None:
+        if self.settings.mlflow_ui_url:
+            return self.settings.mlflow_ui_url
+        return self.ui.url if self.ui is not None else None
+
+    @property
+    def studies(self) -> StudyService:
+        if self.service is None:
+            raise RuntimeError("the service is not started")
+        return self.service
+
+    def start(self) -> None:
+        settings = self.settings
+        # the engine's defaults (paths.home(), data_dir(), mlflow_uri()) follow the settings
+        os.environ.update(settings.job_env())
+        settings.home.mkdir(parents=True, exist_ok=True)
+        logs = settings.home / "logs"
+        try:
+            if settings.embedded:
+                self.head = LocalRayHead(num_cpus=settings.ray_num_cpus, log_dir=logs)
+                self.head.start(timeout_s=settings.ray_start_timeout_s)
+                log.info("local Ray head at %s (pid %s)", self.head.gcs_address, self.head.pid)
+                address = self.head.dashboard_url
+            else:
+                address = settings.ray_address or ""
+            if settings.embedded and settings.mlflow_ui and not settings.mlflow_ui_url:
+                self.ui = MlflowUi(
+                    tracking_uri=settings.tracking_uri,
+                    artifacts_dir=paths.artifacts_dir(),
+                    log_dir=logs,
+                )
+                self.ui.start()
+                log.info("MLflow UI at %s", self.ui.url)
+            self.jobs = StudyJobs(address, job_env=settings.job_env())
+            self.service = StudyService(settings, jobs=self.jobs)
+            self.resumed = self.service.recover()
+            if self.resumed:
+                log.info("resumed studies whose jobs had vanished: %s", self.resumed)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        suspended: list[tuple[str, StudyStatus]] = []
+        if self.head is not None and self.service is not None:
+            # the head goes down with the service: leave its studies resumable, not cancelled
+            try:
+                suspended = self.service.suspend()
+            except RobustnessError as exc:
+                log.warning("could not suspend the running studies: %s", exc)
+        if self.ui is not None:
+            self.ui.stop()
+            self.ui = None
+        if self.head is not None:
+            self.head.stop()
+            self.head = None
+        if suspended and self.service is not None:
+            self.service.unsuspend(suspended)
+            log.info("suspended %s; the next start resumes them", [i for i, _ in suspended])

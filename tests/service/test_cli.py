@@ -1,0 +1,57 @@
+"""``robustness serve`` and ``quickstart`` are registered; ``serve`` refuses to listen beyond
+loopback without an API token; job entrypoints take only our hex ids."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from service.jobs import entrypoint
+from service.settings import Settings
+from studies.errors import ClusterError
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "RAY_ADDRESS")}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+
+
+def test_help_lists_the_service_commands() -> None:
+    result = _cli("--help")
+    assert result.returncode == 0
+    assert "serve" in result.stdout and "quickstart" in result.stdout
+
+
+def test_serve_refuses_a_public_host_without_a_token() -> None:
+    result = _cli("serve", "--host", "0.0.0.0", "--port", "1")
+    assert result.returncode == 2
+    assert "API_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_entrypoint_takes_only_hex_ids() -> None:
+    command = entrypoint("0123abcd" * 4, resume=True)
+    assert command == f"{sys.executable} -m studies run --study-id {'0123abcd' * 4} --resume"
+    for bad in ("../../etc", "abc; rm -rf /", "ABCDEF0123456789", ""):
+        with pytest.raises(ClusterError):
+            entrypoint(bad)
+
+
+def test_settings_make_sqlite_paths_absolute(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(str(tmp_path))
+    settings = Settings(mlflow_tracking_uri="sqlite:///rel/mlflow.db", robustness_home="h")  # type: ignore[arg-type]
+    assert settings.tracking_uri == f"sqlite:///{tmp_path}/rel/mlflow.db"
+    assert settings.job_env()["ROBUSTNESS_HOME"] == f"{tmp_path}/h"
+    assert Settings(api_token="").token() is None  # type: ignore[arg-type]

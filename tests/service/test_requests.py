@@ -1,0 +1,196 @@
+"""The service's front door against a real process: every bad request gets the right 4xx with
+a message naming the field (never a 500, never a trace); auth on POST and cancel; idempotent
+POSTs; the limit on active studies (429 + Retry-After); cancel; presets; health."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.process import ServiceProcess
+
+from .conftest import digits_spec, start_service, wait_for
+
+TOKEN = "test-token-5f1c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_BODY = 4096  # bytes
+
+
+@pytest.fixture(scope="module")
+def service(home: Path) -> Iterator[ServiceProcess]:
+    process = start_service(
+        home, API_TOKEN=TOKEN, MAX_ACTIVE_STUDIES="1", MAX_BODY_BYTES=str(MAX_BODY), MAX_TRIALS="50"
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.url, timeout=60.0) as c:
+        yield c
+
+
+def test_health_and_readiness(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "alive"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["ray"] == "ok"
+    assert ready.json()["mlflow"] == "ok"
+
+
+def test_presets(client: httpx.Client) -> None:
+    names = [p["name"] for p in client.get("/presets").json()]
+    assert "figure6" in names and "figure6-quick" in names
+    one = client.get("/presets/figure6").json()
+    assert one["spec"]["dataset"] == "cifar10"
+    assert one["num_trials"] == 36
+    missing = client.get("/presets/figure99")
+    assert missing.status_code == 404
+    assert "figure99" in missing.json()["detail"]
+
+
+def test_openapi_documents_the_endpoints(client: httpx.Client) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "/studies" in schema["paths"]
+    assert "/studies/{study_id}/figures/{name}.{fmt}" in schema["paths"]
+    assert "StudySpec" in schema["components"]["schemas"]
+    assert client.get("/docs").status_code == 200
+
+
+BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
+    # (case, body (dict = JSON, bytes = raw), status, a word the message must contain)
+    ("unknown optimizer", digits_spec(optimizers=["adam", "lion"]), 422, "optimizers"),
+    ("unknown dataset", digits_spec(dataset="imagenet"), 422, "dataset"),
+    ("unknown preset", {"preset": "figure99"}, 422, "figure99"),
+    ("unknown model", digits_spec(model="vit"), 422, "model"),
+    ("negative learning rate", digits_spec(learning_rates=[0.1, -0.01]), 422, "learning_rates"),
+    ("zero epochs", digits_spec(epochs=0), 422, "epochs"),
+    ("negative seed", digits_spec(seeds=[-1]), 422, "seeds"),
+    ("NaN learning rate", b'{"name": "x", "learning_rates": [NaN]}', 400, "learning_rates.0"),
+    ("Infinity epochs", b'{"name": "x", "epochs": Infinity}', 400, "epochs"),
+    ("wrong type", digits_spec(epochs="ten"), 422, "epochs"),
+    ("wrong type in a list", digits_spec(learning_rates=["fast"]), 422, "learning_rates"),
+    ("unknown key", digits_spec(optimiser="adam"), 422, "optimiser"),
+    ("unknown override", {"preset": "figure6-quick", "overrides": {"epochz": 2}}, 422, "epochz"),
+    ("bad override value", {"preset": "figure6-quick", "overrides": {"epochs": -2}}, 422, "epochs"),
+    ("unknown key beside a preset", {"preset": "figure6", "color": "red"}, 422, "color"),
+    (
+        "grid over the trial limit",
+        digits_spec(learning_rates=[round(0.001 * (i + 1), 4) for i in range(30)]),
+        422,
+        "num_trials",
+    ),
+    ("malformed JSON", b'{"name": "x", ', 400, "JSON"),
+    ("not an object", b"[1, 2, 3]", 400, "object"),
+    ("empty body", b"", 400, "JSON"),
+    ("missing field", {"name": "only-a-name"}, 422, "dataset"),
+    ("oversized body", b'{"name": "' + b"x" * (2 * MAX_BODY) + b'"}', 413, "limit"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "status", "word"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS]
+)
+def test_bad_request_is_refused_naming_the_field(
+    client: httpx.Client, case: str, body: Any, status: int, word: str
+) -> None:
+    if isinstance(body, bytes):
+        response = client.post(
+            "/studies", content=body, headers={**AUTH, "Content-Type": "application/json"}
+        )
+    else:
+        response = client.post("/studies", json=body, headers=AUTH)
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert word.lower() in error["detail"].lower(), error
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "word"),
+    [
+        ("GET", "/studies/" + "0" * 32, 404, "0" * 32),
+        ("GET", "/studies/not-an-id", 404, "not-an-id"),
+        ("GET", "/studies/../../etc/passwd", 404, ""),
+        ("GET", "/studies/" + "0" * 32 + "/summary", 404, "0" * 32),
+        ("GET", "/studies/" + "0" * 32 + "/trials", 404, "0" * 32),
+        ("GET", "/studies/" + "0" * 32 + "/figures/figure6.png", 404, "0" * 32),
+        ("GET", "/studies/" + "0" * 32 + "/figures/figure7.png", 422, "name"),
+        ("GET", "/studies/" + "0" * 32 + "/figures/figure6.jpg", 422, "fmt"),
+        ("GET", "/studies/" + "0" * 32 + "/trials?format=xml", 422, "format"),
+        ("GET", "/studies?limit=0", 422, "limit"),
+        ("GET", "/studies?status=sleeping", 422, "status"),
+        ("POST", "/studies/" + "0" * 32 + "/cancel", 404, "0" * 32),
+    ],
+)
+def test_unknown_things_are_4xx(
+    client: httpx.Client, method: str, path: str, status: int, word: str
+) -> None:
+    response = client.request(method, path, headers=AUTH)
+    assert response.status_code == status, response.text
+    assert word in response.json()["detail"]
+
+
+def test_post_and_cancel_need_the_token(client: httpx.Client) -> None:
+    spec = digits_spec()
+    missing = client.post("/studies", json=spec)
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    assert (
+        client.post("/studies", json=spec, headers={"Authorization": "Bearer nope"}).status_code
+        == 403
+    )
+    assert client.post("/studies", json=spec, headers={"Authorization": TOKEN}).status_code == 401
+    cancel = client.post("/studies/" + "0" * 32 + "/cancel")
+    assert cancel.status_code == 401
+    # reading needs no token
+    assert client.get("/studies").status_code == 200
+
+
+def test_idempotency_limit_and_cancel(client: httpx.Client) -> None:
+    spec = digits_spec(name="idempotent", epochs=3, train_subset=1500)
+    key = {"Idempotency-Key": "retry-me-7"}
+    first = client.post("/studies", json=spec, headers={**AUTH, **key})
+    assert first.status_code == 202, first.text
+    study = first.json()
+    assert study["status"] in ("queued", "running")
+    assert study["links"]["self"] == f"/studies/{study['id']}"
+    assert study["links"]["ray_job"].endswith(f"/jobs/{study['id']}")
+    assert first.headers["Location"] == study["links"]["self"]
+
+    # a retry with the same key returns the same study, even at the active-study limit
+    again = client.post("/studies", json=spec, headers={**AUTH, **key})
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == study["id"]
+    assert again.json()["replayed"] is True
+    # the same key for another study is refused
+    other = client.post("/studies", json=digits_spec(name="other"), headers={**AUTH, **key})
+    assert other.status_code == 422
+    assert "Idempotency-Key" in other.json()["detail"]
+
+    # a second study while the first is active: over the limit of one
+    busy = client.post("/studies", json=digits_spec(name="second"), headers=AUTH)
+    assert busy.status_code == 429, busy.text
+    assert int(busy.headers["Retry-After"]) > 0
+
+    listed = client.get("/studies").json()["items"]
+    assert [s["id"] for s in listed].count(study["id"]) == 1
+
+    cancelled = client.post(f"/studies/{study['id']}/cancel", headers=AUTH)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    after = wait_for(client, study["id"], timeout_s=60)
+    assert after["status"] == "cancelled"
+    # cancelling twice is a conflict, not a crash
+    twice = client.post(f"/studies/{study['id']}/cancel", headers=AUTH)
+    assert twice.status_code == 409
+    assert "cancelled" in twice.json()["detail"]
+    by_status = client.get("/studies", params={"status": "cancelled"}).json()["items"]
+    assert study["id"] in [s["id"] for s in by_status]

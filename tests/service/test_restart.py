@@ -1,0 +1,55 @@
+"""The service restarted in the middle of a study: the new process lists the study from MLflow,
+finds its Ray job gone (the embedded head went down with the old process), resumes it from
+Tune's saved state, and the study finishes and is summarised."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import digits_spec, start_service, wait_for, wait_progress
+
+pytestmark = pytest.mark.slow
+
+TOTAL = 6  # trials: two optimizers x three learning rates
+
+
+def test_restart_mid_study_resumes_and_finishes(home: Path) -> None:
+    spec = digits_spec(
+        name="restart",
+        learning_rates=[0.03, 0.01, 0.001],
+        epochs=4,
+        train_subset=1500,
+        max_concurrent_trials=1,  # one at a time, so the restart lands mid-study
+    )
+    first = start_service(home)
+    try:
+        with httpx.Client(base_url=first.url, timeout=60.0) as client:
+            response = client.post("/studies", json=spec)
+            assert response.status_code == 202, response.text
+            study_id = response.json()["id"]
+            before = wait_progress(client, study_id, done_at_least=1, timeout_s=240)
+            assert before["status"] == "running", before
+            assert before["progress"]["done"] < TOTAL
+    finally:
+        first.stop()
+
+    second = start_service(home)
+    try:
+        with httpx.Client(base_url=second.url, timeout=60.0) as client:
+            listed = {s["id"]: s for s in client.get("/studies").json()["items"]}
+            assert study_id in listed
+            assert listed[study_id]["status"] in ("queued", "running")
+            after = wait_for(client, study_id, timeout_s=360)
+            assert after["status"] == "succeeded", after
+            assert after["progress"]["done"] == TOTAL
+            summary = client.get(f"/studies/{study_id}/summary").json()
+            assert summary["trials_done"] == summary["trials_total"] == TOTAL
+            assert summary["partial"] is False
+            trials = client.get(f"/studies/{study_id}/trials").json()
+            assert sorted(t["trial_id"] for t in trials) == sorted({t["trial_id"] for t in trials})
+            assert all(t["epochs_done"] == 4 for t in trials if t["status"] == "finished")
+    finally:
+        second.stop()
