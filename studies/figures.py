@@ -15,13 +15,14 @@ enough for the service and needs no display.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Normalize
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -36,6 +37,8 @@ from studies.summary import (
 PANEL_SIZE = (4.2, 3.4)  # inches per Figure-6 panel
 MAX_COLUMNS = 4  # Figure-6 panels per row
 DPI = 120  # dots per inch of the PNGs
+MAX_LEGEND_LRS = 8  # more learning rates per panel than this: a colour bar instead of legends
+MAX_ANNOTATED_LRS = 12  # heatmap columns up to which each cell shows its number
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -64,14 +67,24 @@ def _panels(summary: StudySummary) -> list[tuple[str, str, int, list[CellSummary
     return panels
 
 
-def _lr_colors(lrs: Sequence[float]) -> dict[float, tuple[float, float, float, float]]:
-    """One colour per learning rate, the same in every panel (viridis over log10 lr)."""
+RGBA = tuple[float, float, float, float]
+
+
+def _lr_scale(lrs: Sequence[float]) -> tuple[ScalarMappable, Callable[[float], RGBA]]:
+    """One colour per learning rate, the same in every panel: viridis (its too-pale top cut)
+    over log10 lr. Returns the colour bar's mappable (for when there are too many lrs for a
+    legend) and the lr -> colour function."""
     from matplotlib import colormaps
 
-    cmap = colormaps["viridis"]
-    logs = [math.log10(lr) for lr in lrs] if lrs else [0.0]
-    norm = Normalize(min(logs), max(logs) if max(logs) > min(logs) else min(logs) + 1.0)
-    return {lr: cmap(0.9 * norm(math.log10(lr))) for lr in lrs}
+    cmap = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.9, 256)))
+    low, high = (min(lrs), max(lrs)) if lrs else (1.0, 10.0)
+    high = high if high > low else low * 10.0
+
+    def color(lr: float) -> RGBA:
+        position = (math.log10(lr) - math.log10(low)) / (math.log10(high) - math.log10(low))
+        return cmap(min(1.0, max(0.0, position)))
+
+    return ScalarMappable(norm=LogNorm(low, high), cmap=cmap), color
 
 
 def figure6(summary: StudySummary) -> Figure:
@@ -81,10 +94,11 @@ def figure6(summary: StudySummary) -> Figure:
     nrows = max(1, math.ceil(len(panels) / ncols))
     fig = _new_figure(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.5)
     axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
-    colors = _lr_colors(summary.lrs)
+    scale, color = _lr_scale(summary.lrs)
+    with_legend = max((len(p[3]) for p in panels), default=0) <= MAX_LEGEND_LRS
     for ax, (optimizer, warmup, steps, cells) in zip(axes.flat, panels, strict=False):
         for cell in cells:
-            _curve(ax, cell, colors[cell.lr])
+            _curve(ax, cell, color(cell.lr))
         title = optimizer_label(optimizer)
         if summary.varies_warmup:
             title += f", {warmup_label(warmup, steps)}"
@@ -92,6 +106,8 @@ def figure6(summary: StudySummary) -> Figure:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not with_legend:
+            continue
         # Below the panel, not over the curves: high and low lrs end anywhere on the y-axis.
         ax.legend(
             title="learning rate",
@@ -106,11 +122,13 @@ def figure6(summary: StudySummary) -> Figure:
         ax.set_ylabel("test accuracy (%)")
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
+    if not with_legend:  # dozens of lrs: a colour bar reads better than a legend
+        fig.colorbar(scale, ax=axes, label="learning rate (log scale)", aspect=40)
     fig.suptitle(_title(summary, "Test accuracy by learning rate"))
     return fig
 
 
-def _curve(ax: Axes, cell: CellSummary, color: tuple[float, float, float, float]) -> None:
+def _curve(ax: Axes, cell: CellSummary, color: RGBA) -> None:
     mean = np.array([np.nan if v is None else v for v in cell.curve_mean_pct], dtype=float)
     if mean.size == 0:
         return
@@ -167,11 +185,17 @@ def warmup_heatmap(summary: StudySummary) -> Figure | None:
             values.append([_nan(by_lr.get(lr)) for lr in lrs])
         boundaries.append(len(labels))
     grid = np.array(values, dtype=float)
-    fig = _new_figure(max(5.0, 1.1 * len(lrs) + 3.6), max(3.0, 0.45 * len(labels) + 1.6))
+    annotate = len(lrs) <= MAX_ANNOTATED_LRS
+    width = max(5.0, (1.1 if annotate else 0.25) * len(lrs) + 3.6)
+    fig = _new_figure(min(width, 16.0), max(3.0, 0.45 * len(labels) + 1.6))
     ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=ax, label="final test accuracy (%)")
-    ax.set_xticks(range(len(lrs)), [format_lr(lr) for lr in lrs])
+    every = max(1, math.ceil(len(lrs) / MAX_ANNOTATED_LRS))  # thin the ticks, never overlap
+    ticks = list(range(0, len(lrs), every))
+    ax.set_xticks(
+        ticks, [format_lr(float(f"{lrs[i]:.2g}")) for i in ticks], rotation=0 if annotate else 45
+    )
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("learning rate")
     for end in boundaries[:-1]:  # a white rule between optimizers
@@ -179,7 +203,7 @@ def warmup_heatmap(summary: StudySummary) -> Figure | None:
     finite = grid[np.isfinite(grid)]
     middle = float(finite.min() + finite.max()) / 2.0 if finite.size else 0.0
     for (i, j), value in np.ndenumerate(grid):
-        if math.isfinite(value):
+        if annotate and math.isfinite(value):
             ax.text(
                 j,
                 i,
