@@ -65,7 +65,7 @@ def _trials_total(record: StudyRecord) -> int | None:
     try:  # the spec knows its grid size; tolerate a spec module that cannot read it
         from studies.spec import StudySpec
 
-        return int(StudySpec.model_validate(record.spec).num_trials)
+        return StudySpec.parse(record.spec, max_trials=10**9).num_trials
     except Exception:
         return None
 
@@ -116,14 +116,21 @@ def load_summary(
 
 
 def _read_cached_file(path: Path, record: StudyRecord) -> StudySummary | None:
-    """A summary.json that belongs to this finished study, else None (stale or unreadable)."""
+    """A summary.json that holds this finished study's final numbers, else None.
+
+    ``finalize_study`` runs before the runner marks the study succeeded, so the file may say
+    ``running``: it is still final when every trial was done (not partial); its status is
+    brought up to date. A partial or foreign file is stale.
+    """
     try:
         summary = StudySummary.from_json(path.read_text())
     except (OSError, ValueError):
         return None
-    if summary.study_id != record.study_id or summary.status != record.status:
+    if summary.study_id != record.study_id:
         return None
-    return summary
+    if summary.status != record.status and summary.partial:
+        return None
+    return summary.model_copy(update={"status": record.status})
 
 
 def write_trials_csv(trials: Sequence[TrialRecord], path: Path) -> Path:

@@ -58,6 +58,7 @@ COUNTED: frozenset[str] = frozenset({"finished", "diverged"})
 #: Statuses after which a trial will not change any more.
 TERMINAL: frozenset[str] = frozenset({"finished", "diverged", "failed"})
 
+MAX_TABLE_LRS = 8  # learning rates shown as columns; more (Optuna) and the table goes long
 WITHIN_POINTS = 1.0  # points (percent) of the best that count as "within reach"
 CI_LEVEL = 0.95
 
@@ -572,26 +573,16 @@ def format_table(summary: StudySummary, *, width: int = 100) -> str:
         f"{summary.epochs} epochs.",
         "Final test accuracy, % (mean ± std over seeds; *N = N seeds diverged).",
     ]
-    lrs = summary.lrs
-    by_cell = {(c.optimizer, c.warmup, c.warmup_steps, c.lr): c for c in summary.cells}
-    best = "best (lr, warmup)" if summary.varies_warmup else "best (lr)"
-    header = ["optimizer", *(f"lr={format_lr(lr)}" for lr in lrs), best, "regret", "≤1pt"]
-    rows: list[list[str]] = []
-    for opt in summary.optimizers:
-        settings = sorted(
-            {(c.warmup, c.warmup_steps) for c in summary.cells_of(opt.optimizer)},
-            key=lambda s: _warmup_rank(*s),
+    if len(summary.lrs) <= MAX_TABLE_LRS:
+        lines += _render(*_wide_table(summary))
+    else:  # an Optuna study samples many lrs: one row per grid cell, then the optimizers
+        lines += _render(*_long_table(summary))
+        lines.append("")
+        best = "best (lr, warmup)" if summary.varies_warmup else "best (lr)"
+        lines += _render(
+            ["optimizer", best, "regret", "≤1pt"],
+            [[o.label, *_optimizer_columns(o, summary.varies_warmup)] for o in summary.optimizers],
         )
-        for n, (warmup, steps) in enumerate(settings):
-            name = opt.label + (f", {warmup_label(warmup, steps)}" if summary.varies_warmup else "")
-            cells = [_table_cell(by_cell.get((opt.optimizer, warmup, steps, lr))) for lr in lrs]
-            extra = _optimizer_columns(opt, summary.varies_warmup) if n == 0 else ["", "", ""]
-            rows.append([name, *cells, *extra])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        left = row[0].ljust(widths[0])
-        rest = "  ".join(value.rjust(w) for value, w in zip(row[1:], widths[1:], strict=True))
-        lines.append(f"{left}  {rest}".rstrip())
     lines.append("")
     if not summary.comparisons:
         lines.extend(textwrap.wrap("Verdict: " + summary.verdict, width=width))
@@ -605,6 +596,51 @@ def format_table(summary: StudySummary, *, width: int = 100) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def _render(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Left-aligned first column, right-aligned others, two spaces apart."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    out = []
+    for row in [header, *rows]:
+        left = row[0].ljust(widths[0])
+        rest = "  ".join(value.rjust(w) for value, w in zip(row[1:], widths[1:], strict=True))
+        out.append(f"{left}  {rest}".rstrip())
+    return out
+
+
+def _settings(summary: StudySummary, optimizer: str) -> list[tuple[str, int]]:
+    return sorted(
+        {(c.warmup, c.warmup_steps) for c in summary.cells_of(optimizer)},
+        key=lambda s: _warmup_rank(*s),
+    )
+
+
+def _row_name(summary: StudySummary, opt: OptimizerSummary, warmup: str, steps: int) -> str:
+    return opt.label + (f", {warmup_label(warmup, steps)}" if summary.varies_warmup else "")
+
+
+def _wide_table(summary: StudySummary) -> tuple[list[str], list[list[str]]]:
+    lrs = summary.lrs
+    by_cell = {(c.optimizer, c.warmup, c.warmup_steps, c.lr): c for c in summary.cells}
+    best = "best (lr, warmup)" if summary.varies_warmup else "best (lr)"
+    header = ["optimizer", *(f"lr={format_lr(lr)}" for lr in lrs), best, "regret", "≤1pt"]
+    rows: list[list[str]] = []
+    for opt in summary.optimizers:
+        for n, (warmup, steps) in enumerate(_settings(summary, opt.optimizer)):
+            cells = [_table_cell(by_cell.get((opt.optimizer, warmup, steps, lr))) for lr in lrs]
+            extra = _optimizer_columns(opt, summary.varies_warmup) if n == 0 else ["", "", ""]
+            rows.append([_row_name(summary, opt, warmup, steps), *cells, *extra])
+    return header, rows
+
+
+def _long_table(summary: StudySummary) -> tuple[list[str], list[list[str]]]:
+    rows: list[list[str]] = []
+    for opt in summary.optimizers:
+        for cell in summary.cells_of(opt.optimizer):
+            name = _row_name(summary, opt, cell.warmup, cell.warmup_steps)
+            rows.append([name, f"{cell.lr:.3g}", _table_cell(cell), str(cell.n_seeds)])
+    return ["optimizer", "lr", "final acc", "seeds"], rows
 
 
 def _table_cell(cell: CellSummary | None) -> str:

@@ -292,3 +292,14 @@ def test_cells_csv_has_one_row_per_cell() -> None:
     assert rows[0].startswith("optimizer,lr,warmup,warmup_steps,n_seeds")
     assert len(rows) == 3
     assert rows[1].split(",")[:2] == ["adam", "0.01"]
+
+
+def test_many_learning_rates_make_a_long_table() -> None:
+    # An Optuna study samples lrs freely: 12 of them do not fit as columns.
+    lrs = [10 ** (-4 + i / 3) for i in range(12)]
+    trials = [trial("adam", lr, 0, [0.5 + i / 100]) for i, lr in enumerate(lrs)]
+    table = format_table(summarize(trials))
+    lines = table.splitlines()
+    assert any(line.startswith("optimizer") and " lr " in f"{line} " for line in lines)
+    assert sum(1 for line in lines if line.startswith("Adam ")) == 12 + 1  # cells + summary row
+    assert "lr=" not in table
