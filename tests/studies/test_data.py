@@ -8,6 +8,7 @@ import gzip
 import os
 import pickle
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,16 @@ from studies.data import (
 from studies.errors import DatasetNotFoundError, SpecError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Torch's OpenMP threads spin-wait for each other: on a 2-core machine shared with other
+    processes, 2 threads ran these small models 10-60x slower than 1 thread (measured)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def to_uint8(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
