@@ -1,0 +1,412 @@
+"""The MLflow records of a study, against a real MLflow store: SQLite in a tmp dir, and (slow)
+a real ``mlflow server`` process on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from studies import tracking
+from studies.errors import StudyNotFoundError, TrackingError
+from studies.results import TrialRecord
+
+SPEC = {
+    "name": "tiny-robustness",
+    "dataset": "digits",
+    "model": "mlp",
+    "optimizers": ["radam", "adam", "sgd"],
+    "lrs": [0.001, 0.003, 0.1],
+    "warmups": [{"kind": "none"}, {"kind": "linear", "steps": 100}],
+    "seeds": [0],
+    "train": {"epochs": 3, "batch_size": 64},
+    "notes": "x" * 7000,  # longer than MLflow's 6000-character param limit
+}
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # One store per module: creating a SQLite MLflow store runs its migrations (seconds).
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture()
+def experiment() -> str:
+    return f"exp-{uuid.uuid4().hex[:8]}"
+
+
+def _trial_params(optimizer: str, lr: float, seed: int = 0) -> dict[str, object]:
+    return {
+        "optimizer": optimizer,
+        "lr": lr,
+        "warmup": "linear",
+        "warmup_steps": 100,
+        "seed": seed,
+        "train": {"epochs": 3},
+    }
+
+
+def _write_trial(
+    uri: str, study_id: str, trial_id: str, optimizer: str, lr: float, accs: list[float]
+) -> str:
+    run_id = tracking.start_trial(
+        study_id, trial_id, _trial_params(optimizer, lr), tracking_uri=uri
+    )
+    for epoch, acc in enumerate(accs, start=1):
+        tracking.log_epoch(
+            run_id,
+            epoch,
+            {"train_loss": 1.0 / epoch, "test_loss": 1.5 / epoch, "test_acc": acc, "lr": lr},
+            tracking_uri=uri,
+        )
+    return run_id
+
+
+def test_create_and_get_round_trip(uri: str, experiment: str) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment, num_trials=18)
+    assert record.status == "queued"
+    assert record.name == "tiny-robustness"
+    assert record.num_trials == 18
+    assert len(record.study_id) == 12
+    assert record.spec == SPEC
+
+    got = tracking.get_study(record.study_id, tracking_uri=uri)
+    assert got == record
+    assert tracking.load_spec(record.study_id, tracking_uri=uri) == SPEC
+
+    run = MlflowClient(tracking_uri=uri).get_run(record.run_id)
+    assert run.info.status == "SCHEDULED"  # queued: open, not running yet
+    assert run.data.tags["robustness.kind"] == "study"
+    assert run.data.tags["robustness.study_id"] == record.study_id
+    assert run.data.params["train.epochs"] == "3"
+    assert json.loads(run.data.params["lrs"]) == [0.001, 0.003, 0.1]
+    assert len(run.data.params["notes"]) == 6000
+    assert run.data.params["notes"].endswith("...[truncated]")
+    spec_json = tracking.download_study_artifact(record.study_id, "spec.json", tracking_uri=uri)
+    assert json.loads(spec_json) == SPEC
+
+    # The SQLite store keeps artifacts next to the database.
+    db_dir = Path(uri.removeprefix("sqlite:///")).parent
+    assert (db_dir / "mlartifacts").is_dir()
+
+
+def test_study_id_given_and_duplicate_refused(uri: str, experiment: str) -> None:
+    study_id = uuid.uuid4().hex[:12]
+    record = tracking.create_study(
+        {**SPEC, "num_trials": 4}, tracking_uri=uri, study_id=study_id, experiment=experiment
+    )
+    assert record.study_id == study_id
+    assert record.num_trials == 4  # from the spec dict's "num_trials"
+    with pytest.raises(TrackingError, match="already exists"):
+        tracking.create_study(SPEC, tracking_uri=uri, study_id=study_id, experiment=experiment)
+
+
+def test_unknown_study_raises_not_found(uri: str) -> None:
+    calls = [
+        lambda: tracking.get_study("nosuchstudy", tracking_uri=uri),
+        lambda: tracking.load_spec("nosuchstudy", tracking_uri=uri),
+        lambda: tracking.set_study_status("nosuchstudy", "running", tracking_uri=uri),
+        lambda: tracking.start_trial("nosuchstudy", "t0", {}, tracking_uri=uri),
+        lambda: tracking.load_trials("nosuchstudy", tracking_uri=uri),
+        lambda: tracking.download_study_artifact("nosuchstudy", "spec.json", tracking_uri=uri),
+    ]
+    for call in calls:
+        with pytest.raises(StudyNotFoundError):
+            call()
+
+
+def test_missing_artifact_is_not_found(uri: str, experiment: str) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    with pytest.raises(tracking.ArtifactNotFoundError):
+        tracking.download_study_artifact(record.study_id, "figure6.png", tracking_uri=uri)
+
+
+def test_status_round_trip_and_run_status(uri: str, experiment: str) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    client = MlflowClient(tracking_uri=uri)
+
+    tracking.set_study_status(record.study_id, "running", tracking_uri=uri)
+    assert tracking.get_study(record.study_id, tracking_uri=uri).status == "running"
+    assert client.get_run(record.run_id).info.status == "RUNNING"
+
+    tracking.set_study_status(record.study_id, "failed", tracking_uri=uri, error="OOM on node 3")
+    failed = tracking.get_study(record.study_id, tracking_uri=uri)
+    assert (failed.status, failed.error) == ("failed", "OOM on node 3")
+    assert failed.updated_at is not None
+    assert client.get_run(record.run_id).info.status == "FAILED"
+
+    tracking.set_study_status(record.study_id, "running", tracking_uri=uri)  # resumed
+    assert tracking.get_study(record.study_id, tracking_uri=uri).error is None
+    tracking.set_study_status(record.study_id, "cancelled", tracking_uri=uri)
+    assert client.get_run(record.run_id).info.status == "KILLED"
+
+    with pytest.raises(TrackingError, match="unknown study status"):
+        tracking.set_study_status(record.study_id, "exploded", tracking_uri=uri)
+
+
+def test_list_newest_first_with_pagination_and_status_filter(uri: str, experiment: str) -> None:
+    ids = []
+    for index in range(5):
+        record = tracking.create_study(
+            {**SPEC, "name": f"s{index}"}, tracking_uri=uri, experiment=experiment
+        )
+        ids.append(record.study_id)
+        time.sleep(0.01)  # distinct start times, so "newest first" is well defined
+    tracking.set_study_status(ids[1], "running", tracking_uri=uri)
+    tracking.set_study_status(ids[3], "running", tracking_uri=uri)
+
+    listed = tracking.list_studies(tracking_uri=uri, experiment=experiment)
+    assert [study.study_id for study in listed] == ids[::-1]
+    page = tracking.list_studies(tracking_uri=uri, experiment=experiment, limit=2, offset=1)
+    assert [study.study_id for study in page] == [ids[3], ids[2]]
+    running = tracking.list_studies(tracking_uri=uri, experiment=experiment, status="running")
+    assert [study.study_id for study in running] == [ids[3], ids[1]]
+    assert all(study.spec["dataset"] == "digits" for study in listed)
+
+    # Across every experiment (what the service lists after a restart).
+    everywhere = {study.study_id for study in tracking.list_studies(tracking_uri=uri, limit=1000)}
+    assert set(ids) <= everywhere
+    assert tracking.list_studies(tracking_uri=uri, experiment="no-such-experiment") == []
+
+
+def test_start_trial_is_idempotent_and_nested(uri: str, experiment: str) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    first = tracking.start_trial(
+        record.study_id, "t00001", _trial_params("radam", 0.003), tracking_uri=uri
+    )
+    again = tracking.start_trial(
+        record.study_id, "t00001", _trial_params("radam", 0.003), tracking_uri=uri
+    )
+    tracking.clear_caches()  # a resumed study runs in a new process: found by its tag
+    resumed = tracking.start_trial(
+        record.study_id, "t00001", _trial_params("radam", 0.003), tracking_uri=uri
+    )
+    other = tracking.start_trial(
+        record.study_id, "t00002", _trial_params("adam", 0.003), tracking_uri=uri
+    )
+    assert first == again == resumed != other
+
+    run = MlflowClient(tracking_uri=uri).get_run(first)
+    assert run.data.tags["mlflow.parentRunId"] == record.run_id
+    assert run.data.tags["robustness.kind"] == "trial"
+    assert run.data.tags["robustness.trial_id"] == "t00001"
+    assert run.data.tags["robustness.status"] == "running"
+    assert run.data.params["optimizer"] == "radam"
+    assert float(run.data.params["lr"]) == 0.003
+    assert run.data.params["train.epochs"] == "3"
+
+
+def test_epoch_metrics_use_step_epoch_and_keep_non_finite(uri: str, experiment: str) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    run_id = _write_trial(uri, record.study_id, "t1", "adam", 0.1, [0.3, 0.5])
+    tracking.log_epoch(
+        run_id,
+        3,
+        {"train_loss": math.nan, "test_loss": math.inf, "test_acc": 0.1, "lr": 0.1},
+        tracking_uri=uri,
+    )
+    tracking.end_trial(run_id, "diverged", tracking_uri=uri, node="10.0.0.7", train_seconds=12.5)
+
+    client = MlflowClient(tracking_uri=uri)
+    history = client.get_metric_history(run_id, "test_acc")
+    assert [(m.step, m.value) for m in history] == [(1, 0.3), (2, 0.5), (3, 0.1)]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"  # diverged: ran to its end; the tag says how
+    assert run.data.tags["robustness.status"] == "diverged"
+    assert run.data.tags["robustness.node"] == "10.0.0.7"
+    assert run.data.metrics["train_seconds"] == 12.5
+
+    (trial,) = tracking.load_trials(record.study_id, tracking_uri=uri)
+    assert trial.status == "diverged"
+    assert trial.history["test_acc"] == [0.3, 0.5, 0.1]
+    assert math.isnan(trial.history["train_loss"][2])
+    assert trial.history["test_loss"][2] == math.inf
+    assert (trial.node, trial.train_seconds, trial.run_id) == ("10.0.0.7", 12.5, run_id)
+
+
+def _expected(run_ids: dict[str, str]) -> list[TrialRecord]:
+    configs = {"t1": ("radam", 0.001, [0.2, 0.4, 0.6]), "t2": ("sgd", 0.1, [0.1, 0.1])}
+    return [
+        TrialRecord(
+            trial_id=trial_id,
+            optimizer=optimizer,
+            lr=lr,
+            warmup="linear",
+            warmup_steps=100,
+            seed=0,
+            status="finished" if trial_id == "t1" else "failed",
+            history={
+                "lr": [lr] * len(accs),
+                "test_acc": accs,
+                "test_loss": [1.5 / e for e in range(1, len(accs) + 1)],
+                "train_loss": [1.0 / e for e in range(1, len(accs) + 1)],
+            },
+            node="node-a",
+            run_id=run_ids[trial_id],
+            train_seconds=3.0,
+        )
+        for trial_id, (optimizer, lr, accs) in configs.items()
+    ]
+
+
+def test_load_trials_bulk_then_snapshot(uri: str, experiment: str) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    study_id = record.study_id
+    tracking.set_study_status(study_id, "running", tracking_uri=uri)
+    run_ids = {
+        "t1": _write_trial(uri, study_id, "t1", "radam", 0.001, [0.2, 0.4, 0.6]),
+        "t2": _write_trial(uri, study_id, "t2", "sgd", 0.1, [0.1, 0.1]),
+    }
+    for trial_id, status in (("t1", "finished"), ("t2", "failed")):
+        tracking.end_trial(
+            run_ids[trial_id], status, tracking_uri=uri, node="node-a", train_seconds=3.0
+        )
+    expected = _expected(run_ids)
+
+    assert tracking.load_trials(study_id, tracking_uri=uri) == expected  # bulk SQL path
+
+    tracking.set_study_status(study_id, "succeeded", tracking_uri=uri)  # writes trials.json
+    snapshot = tracking.download_study_artifact(study_id, "trials.json", tracking_uri=uri)
+    assert tracking.trials_from_json(snapshot) == expected
+    tracking.clear_caches()
+    assert tracking.load_trials(study_id, tracking_uri=uri) == expected  # from the artifact
+    assert tracking.load_trials(study_id, tracking_uri=uri) == expected  # from the cache
+
+    # A finished study reads its snapshot: a late write does not show...
+    tracking.log_epoch(run_ids["t2"], 3, {"test_acc": 0.9}, tracking_uri=uri)
+    assert tracking.load_trials(study_id, tracking_uri=uri) == expected
+    # ...until the study is resumed (live again) and re-finished (a new snapshot).
+    tracking.set_study_status(study_id, "running", tracking_uri=uri)
+    live = {t.trial_id: t for t in tracking.load_trials(study_id, tracking_uri=uri)}
+    assert live["t2"].history["test_acc"] == [0.1, 0.1, 0.9]
+    tracking.set_study_status(study_id, "succeeded", tracking_uri=uri)
+    final = {t.trial_id: t for t in tracking.load_trials(study_id, tracking_uri=uri)}
+    assert final["t2"].history["test_acc"] == [0.1, 0.1, 0.9]
+
+
+def test_resumed_epoch_keeps_latest_value(uri: str, experiment: str) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    run_id = _write_trial(uri, record.study_id, "t1", "adam", 0.01, [0.2, 0.3])
+    time.sleep(0.01)  # a later timestamp for the rewritten epoch
+    tracking.log_epoch(run_id, 2, {"test_acc": 0.35}, tracking_uri=uri)
+    (trial,) = tracking.load_trials(record.study_id, tracking_uri=uri)
+    assert trial.history["test_acc"] == [0.2, 0.35]
+
+
+def test_log_study_artifacts(uri: str, experiment: str, tmp_path: Path) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    figure = tmp_path / "figure6.png"
+    figure.write_bytes(b"\x89PNG fake")
+    tracking.log_study_artifacts(
+        record.study_id, [figure], tracking_uri=uri, artifact_path="figures"
+    )
+    assert "figures/figure6.png" in tracking.list_study_artifacts(
+        record.study_id, tracking_uri=uri, path="figures"
+    )
+    data = tracking.download_study_artifact(
+        record.study_id, "figures/figure6.png", tracking_uri=uri
+    )
+    assert data == b"\x89PNG fake"
+
+
+def test_ui_urls_follow_mlflow_routes(uri: str, experiment: str) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    url = tracking.study_ui_url(record, ui_base="http://mlflow:5000/")
+    assert url.startswith(f"http://mlflow:5000/#/experiments/{record.experiment_id}?searchFilter=")
+    assert requests.utils.unquote(url.split("searchFilter=")[1]) == (
+        f"tags.`mlflow.parentRunId` = '{record.run_id}'"
+    )
+    compare = tracking.compare_runs_url(record, ["a1", "b2"], ui_base="http://mlflow:5000")
+    query = requests.utils.unquote(compare.split("?", 1)[1])
+    assert compare.startswith("http://mlflow:5000/#/compare-runs?")
+    assert query == f'runs=["a1","b2"]&experiments=["{record.experiment_id}"]'
+
+
+def test_bad_uri_and_unreachable_server_raise_tracking_error() -> None:
+    with pytest.raises(TrackingError):
+        tracking.get_study("x", tracking_uri="bogus://nowhere")
+    with pytest.raises(TrackingError, match="unreachable"):
+        tracking.list_studies(tracking_uri=f"http://127.0.0.1:{_free_port()}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+        "--artifacts-destination", str(tmp_path / "server-artifacts"),
+        "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}",
+    ]  # fmt: skip
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 120  # the server takes 10-25 s to come up here
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()}"
+                )
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        tracking.clear_caches()
+
+
+@pytest.mark.slow
+def test_against_a_real_tracking_server(mlflow_server: str, experiment: str) -> None:
+    uri = mlflow_server
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    study_id = record.study_id
+    tracking.set_study_status(study_id, "running", tracking_uri=uri)
+    run_ids = {
+        "t1": _write_trial(uri, study_id, "t1", "radam", 0.001, [0.2, 0.4, 0.6]),
+        "t2": _write_trial(uri, study_id, "t2", "sgd", 0.1, [0.1, 0.1]),
+    }
+    for trial_id, status in (("t1", "finished"), ("t2", "failed")):
+        tracking.end_trial(
+            run_ids[trial_id], status, tracking_uri=uri, node="node-a", train_seconds=3.0
+        )
+    expected = _expected(run_ids)
+    assert tracking.get_study(study_id, tracking_uri=uri).status == "running"
+    assert tracking.load_trials(study_id, tracking_uri=uri) == expected  # get-history-bulk
+    assert [s.study_id for s in tracking.list_studies(tracking_uri=uri)] == [study_id]
+
+    tracking.set_study_status(study_id, "succeeded", tracking_uri=uri)
+    tracking.clear_caches()
+    assert tracking.load_trials(study_id, tracking_uri=uri) == expected  # trials.json
+    assert (
+        json.loads(tracking.download_study_artifact(study_id, "spec.json", tracking_uri=uri))
+        == SPEC
+    )
