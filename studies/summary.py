@@ -198,7 +198,7 @@ class StudySummary(BaseModel):
         return cls.model_validate(dict(data))
 
     @classmethod
-    def from_json(cls, text: str) -> StudySummary:
+    def from_json(cls, text: str | bytes) -> StudySummary:
         return cls.model_validate_json(text)
 
     @property
