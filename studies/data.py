@@ -68,7 +68,7 @@ FASHION_MNIST_MEAN: tuple[float, ...] = (0.2860,)
 FASHION_MNIST_STD: tuple[float, ...] = (0.3530,)
 
 CROP_PADDING = 4  # pixels, each side, as in the authors' RandomCrop(32, padding=4)
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # what the image-folder layout may hold
 CACHE_VERSION = 1  # bump when the cache file's content changes meaning
 SUBSET_SEED = 0  # the fixed order of image-folder training images, and the digits split
 
@@ -234,8 +234,8 @@ def augment_batch(
     # indexing op copies out each image's own window.
     windows = padded.unfold(2, h, 1).unfold(3, w, 1)
     out = windows[torch.arange(b, device=x.device), :, dy, dx]
-    out[flip] = out[flip].flip(3)
-    return out
+    # torch.where, not boolean-mask assignment: a mask makes the GPU wait for the host.
+    return torch.where(flip.view(b, 1, 1, 1), out.flip(3), out)
 
 
 # --- CIFAR-10 -----------------------------------------------------------------------------
@@ -352,7 +352,7 @@ def _list_image_folder(split_dir: Path) -> _ImageFolder:
 
 
 def _is_image(entry: os.DirEntry[str]) -> bool:
-    return os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file()
+    return entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file()
 
 
 def _decode_images(files: Sequence[str]) -> Tensor:
