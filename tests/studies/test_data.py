@@ -8,6 +8,8 @@ import gzip
 import os
 import pickle
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,6 +214,44 @@ def test_unreadable_cache_is_rebuilt(tmp_path: Path) -> None:
 
     assert ds.num_train == 10
     assert torch.load(root / ".cache" / "cifar10-uint8.pt", weights_only=True)["key"]
+
+
+def test_unwritable_cache_warns_and_loads_anyway(tmp_path: Path) -> None:
+    root = tmp_path / "cifar10"
+    write_image_folders(root, per_class={"train": 1, "test": 1})
+    (root / ".cache").write_text("a file where the cache directory would go")
+
+    with pytest.warns(UserWarning, match="could not write"):
+        ds = load_dataset("cifar10", data_dir=tmp_path)
+
+    assert ds.num_train == 10 and ds.num_test == 10
+
+
+@pytest.mark.slow
+def test_processes_building_the_cache_at_once_all_load(tmp_path: Path) -> None:
+    """Parallel trials on a fresh machine all decode and write the cache at the same time."""
+    write_image_folders(tmp_path / "cifar10", per_class={"train": 20, "test": 5})
+    script = (
+        "import sys; from studies.data import load_dataset; "
+        "ds = load_dataset('cifar10', data_dir=sys.argv[1]); "
+        "print(ds.num_train, ds.num_test, int(ds.train_y[:50].sum()))"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=REPO_ROOT,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0].decode().strip() for p in procs]
+
+    assert all(p.returncode == 0 for p in procs)
+    assert len(set(outputs)) == 1 and outputs[0].startswith("200 50 ")
+    cache = torch.load(tmp_path / "cifar10" / ".cache" / "cifar10-uint8.pt", weights_only=True)
+    assert cache["train_x"].shape == (200, 3, 32, 32)
 
 
 def test_pickled_batches_win_when_both_layouts_are_there(tmp_path: Path) -> None:
