@@ -75,8 +75,9 @@ class StudyService:
         self.settings = settings
         self.jobs = jobs
         self.uri = settings.tracking_uri
-        self._submit_lock = threading.Lock()  # count, create and submit as one step
-        self._reconcile_lock = threading.Lock()
+        # one lock for every submission (create, resume): a GET that finds a just-created
+        # study's job missing must not submit it a second time
+        self._lock = threading.RLock()
         self._figures: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._figures_lock = threading.Lock()
 
@@ -84,7 +85,7 @@ class StudyService:
 
     def create(self, spec: StudySpec, *, idempotency_key: str | None = None) -> StudyView:
         study_id = study_id_for_key(idempotency_key) if idempotency_key else uuid.uuid4().hex
-        with self._submit_lock:
+        with self._lock:
             if idempotency_key:
                 existing = self._existing(study_id)
                 if existing is not None:
@@ -103,10 +104,11 @@ class StudyService:
                     retry_after_s=self.settings.retry_after_s,
                 )
             record = tracking.create_study(
-                spec,
+                spec.to_dict(),
                 tracking_uri=self.uri,
                 study_id=study_id,
                 experiment=self.settings.experiment,
+                num_trials=spec.num_trials,
             )
             try:
                 self.jobs.submit(study_id)
@@ -240,7 +242,7 @@ class StudyService:
     def _reconcile(self, record: StudyRecord, job: JobInfo) -> StudyView:
         """The job ended or vanished while the record says queued/running: fix the record."""
         study_id = record.study_id
-        with self._reconcile_lock:
+        with self._lock:
             fresh = tracking.get_study(study_id, tracking_uri=self.uri)
             if fresh.status in TERMINAL:  # someone (the runner, a cancel) got there first
                 return StudyView(fresh, fresh.status, fresh.error)

@@ -22,6 +22,22 @@ JOB_METADATA = {"robustness": "study"}  # marks our jobs on a shared cluster
 _STUDY_ID = re.compile(r"^[0-9a-f]{8,64}$")
 
 
+def brief(text: str | None, *, limit: int = 500) -> str | None:
+    """Ray's messages carry logs and tracebacks; keep the first line and the last meaningful
+    one (the error), so no trace reaches a response or a record."""
+    if not text:
+        return text
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() not in ("", ".") and not line.startswith((" ", "\t", "Traceback"))
+    ]
+    if not lines:
+        return None
+    kept = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    return kept if len(kept) <= limit else kept[: limit - 3] + "..."
+
+
 @dataclass(frozen=True)
 class JobInfo:
     state: JobState
@@ -31,7 +47,8 @@ class JobInfo:
 def entrypoint(study_id: str, *, resume: bool = False) -> str:
     if not _STUDY_ID.fullmatch(study_id):  # ids are ours (hex); refuse anything else
         raise ClusterError(f"refusing to submit a job for the study id {study_id!r}")
-    command = f"{sys.executable} -m studies run --study-id {study_id}"
+    # inside a Ray Job, "auto" is the job's own cluster (Ray sets RAY_ADDRESS for the driver)
+    command = f"{sys.executable} -m studies run --study-id {study_id} --ray-address auto"
     return command + " --resume" if resume else command
 
 
@@ -59,7 +76,9 @@ class StudyJobs:
         except ClusterError:
             raise
         except Exception as exc:
-            raise ClusterError(f"Ray refused the job of study {study_id}: {exc}") from exc
+            raise ClusterError(
+                f"Ray refused the job of study {study_id}: {brief(str(exc))}"
+            ) from exc
 
     def info(self, study_id: str) -> JobInfo:
         try:
@@ -67,21 +86,27 @@ class StudyJobs:
         except RuntimeError as exc:
             if "does not exist" in str(exc):
                 return JobInfo("MISSING", "the Ray cluster has no job for this study")
-            raise ClusterError(f"cannot read the job of study {study_id}: {exc}") from exc
+            raise ClusterError(
+                f"cannot read the job of study {study_id}: {brief(str(exc))}"
+            ) from exc
         except Exception as exc:
-            raise ClusterError(f"cannot read the job of study {study_id}: {exc}") from exc
-        return JobInfo(str(details.status.value), details.message)  # type: ignore[arg-type]
+            raise ClusterError(
+                f"cannot read the job of study {study_id}: {brief(str(exc))}"
+            ) from exc
+        return JobInfo(str(details.status.value), brief(details.message))  # type: ignore[arg-type]
 
     def states(self) -> dict[str, JobInfo]:
         """Every study job the cluster knows, by study id (one call)."""
         try:
             jobs = self._client.list_jobs()
         except Exception as exc:
-            raise ClusterError(f"cannot list the Ray jobs at {self.address}: {exc}") from exc
+            raise ClusterError(
+                f"cannot list the Ray jobs at {self.address}: {brief(str(exc))}"
+            ) from exc
         out: dict[str, JobInfo] = {}
         for job in jobs:
             if job.submission_id and (job.metadata or {}).get("robustness") == "study":
-                out[job.submission_id] = JobInfo(str(job.status.value), job.message)  # type: ignore[arg-type]
+                out[job.submission_id] = JobInfo(str(job.status.value), brief(job.message))  # type: ignore[arg-type]
         return out
 
     def active_count(self) -> int:
@@ -93,12 +118,14 @@ class StudyJobs:
         except Exception as exc:
             if "does not exist" in str(exc):
                 return False
-            raise ClusterError(f"cannot stop the job of study {study_id}: {exc}") from exc
+            raise ClusterError(
+                f"cannot stop the job of study {study_id}: {brief(str(exc))}"
+            ) from exc
 
     def ping(self) -> None:
         try:
             self._client.list_jobs()
         except Exception as exc:
             raise ClusterError(
-                f"the Ray Jobs API at {self.address} does not answer: {exc}"
+                f"the Ray Jobs API at {self.address} does not answer: {brief(str(exc))}"
             ) from exc

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from urllib.parse import quote
-
 from service.schemas import FigureFormat, FigureName, Links
+from studies import tracking
 from studies.results import StudyRecord, TrialRecord
 
 
@@ -24,17 +22,12 @@ def study_links(
     }
     mlflow_run = mlflow_compare = None
     if mlflow_ui:
-        ui = mlflow_ui.rstrip("/")
-        experiment = record.experiment_id
-        mlflow_run = f"{ui}/#/experiments/{experiment}/runs/{record.run_id}"
+        mlflow_run = tracking.study_run_url(record, ui_base=mlflow_ui)
         run_ids = [t.run_id for t in trials or [] if t.run_id]
         if run_ids:
-            runs = quote(json.dumps(run_ids, separators=(",", ":")))
-            experiments = quote(json.dumps([experiment], separators=(",", ":")))
-            mlflow_compare = f"{ui}/#/compare-runs?runs={runs}&experiments={experiments}"
-        else:  # no trial yet: the experiment's runs of this study
-            search = quote(f"tags.`robustness.study_id` = '{record.study_id}'")
-            mlflow_compare = f"{ui}/#/experiments/{experiment}?searchFilter={search}"
+            mlflow_compare = tracking.compare_runs_url(record, run_ids, ui_base=mlflow_ui)
+        else:  # no trial run yet (or not read): the study's trial runs in the experiment
+            mlflow_compare = tracking.study_ui_url(record, ui_base=mlflow_ui)
     ray_job = f"{ray_dashboard.rstrip('/')}/#/jobs/{record.study_id}" if ray_dashboard else None
     return Links(
         self=base,

@@ -31,6 +31,21 @@ def free_port() -> int:
         return port
 
 
+def enable_token_auth() -> None:
+    """Ray's own default for a new local cluster (what ``ray.init()`` does): token auth on
+    unless ``RAY_AUTH_MODE`` says otherwise, with a token made if there is none. Set in this
+    process's environment, so the head we start and our Jobs client agree on it."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return  # the operator's choice, passed through as it is
+    from ray._private.authentication.authentication_token_setup import (
+        enable_token_auth_by_default,
+        ensure_token_if_auth_enabled,
+    )
+
+    enable_token_auth_by_default()
+    ensure_token_if_auth_enabled()
+
+
 class LocalRayHead:
     """A ``ray start --head`` child process; ``dashboard_url`` is its Jobs API address."""
 
@@ -54,6 +69,7 @@ class LocalRayHead:
         return self._process.pid if self._process else None
 
     def start(self, *, timeout_s: float) -> None:
+        enable_token_auth()
         ray_cli = Path(sys.executable).with_name("ray")
         command = [
             str(ray_cli),

@@ -41,7 +41,9 @@ def test_serve_refuses_a_public_host_without_a_token() -> None:
 
 def test_entrypoint_takes_only_hex_ids() -> None:
     command = entrypoint("0123abcd" * 4, resume=True)
-    assert command == f"{sys.executable} -m studies run --study-id {'0123abcd' * 4} --resume"
+    assert command == (
+        f"{sys.executable} -m studies run --study-id {'0123abcd' * 4} --ray-address auto --resume"
+    )
     for bad in ("../../etc", "abc; rm -rf /", "ABCDEF0123456789", ""):
         with pytest.raises(ClusterError):
             entrypoint(bad)

@@ -7,13 +7,13 @@ import csv
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from service_helpers import digits_spec, start_service, wait_for
 
 from service.process import ServiceProcess
-
-from .conftest import digits_spec, start_service, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def client(service: ServiceProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def finished(client: httpx.Client) -> dict[str, object]:
+def finished(client: httpx.Client) -> dict[str, Any]:
     response = client.post("/studies", json=digits_spec(name="lifecycle"))
     assert response.status_code == 202, response.text
     study = response.json()
@@ -43,7 +43,7 @@ def finished(client: httpx.Client) -> dict[str, object]:
     return wait_for(client, study["id"], timeout_s=300)
 
 
-def test_study_succeeds_with_every_trial_done(finished: dict[str, object]) -> None:
+def test_study_succeeds_with_every_trial_done(finished: dict[str, Any]) -> None:
     study = finished
     assert study["status"] == "succeeded", study
     progress = study["progress"]
@@ -55,7 +55,7 @@ def test_study_succeeds_with_every_trial_done(finished: dict[str, object]) -> No
     assert study["spec"]["dataset"] == "digits"
 
 
-def test_trials_json_and_csv(client: httpx.Client, finished: dict[str, object]) -> None:
+def test_trials_json_and_csv(client: httpx.Client, finished: dict[str, Any]) -> None:
     study_id = finished["id"]
     trials = client.get(f"/studies/{study_id}/trials").json()
     assert len(trials) == 4
@@ -77,7 +77,7 @@ def test_trials_json_and_csv(client: httpx.Client, finished: dict[str, object]) 
     assert {row["trial_id"] for row in rows} == {t["trial_id"] for t in trials}
 
 
-def test_summary(client: httpx.Client, finished: dict[str, object]) -> None:
+def test_summary(client: httpx.Client, finished: dict[str, Any]) -> None:
     summary = client.get(f"/studies/{finished['id']}/summary").json()
     assert summary["study_id"] == finished["id"]
     assert summary["trials_done"] == summary["trials_total"] == 4
@@ -86,7 +86,7 @@ def test_summary(client: httpx.Client, finished: dict[str, object]) -> None:
     assert len(summary["cells"]) == 4
 
 
-def test_figures(client: httpx.Client, finished: dict[str, object]) -> None:
+def test_figures(client: httpx.Client, finished: dict[str, Any]) -> None:
     base = f"/studies/{finished['id']}/figures"
     png = client.get(f"{base}/figure6.png")
     assert png.status_code == 200
@@ -101,7 +101,7 @@ def test_figures(client: httpx.Client, finished: dict[str, object]) -> None:
     assert "warmup" in warmup.json()["detail"]
 
 
-def test_listed_with_links(client: httpx.Client, finished: dict[str, object]) -> None:
+def test_listed_with_links(client: httpx.Client, finished: dict[str, Any]) -> None:
     page = client.get("/studies", params={"status": "succeeded"}).json()
     ids = [s["id"] for s in page["items"]]
     assert finished["id"] in ids

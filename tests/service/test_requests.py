@@ -10,10 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
+from service_helpers import digits_spec, start_service, wait_for
 
 from service.process import ServiceProcess
-
-from .conftest import digits_spec, start_service, wait_for
 
 TOKEN = "test-token-5f1c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from .conftest import digits_spec, start_service, wait_for, wait_progress
+from service_helpers import digits_spec, start_service, wait_for, wait_progress
 
 pytestmark = pytest.mark.slow
 
