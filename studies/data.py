@@ -112,7 +112,7 @@ class Dataset:
 
 @dataclass(frozen=True)
 class _RawImages:
-    """Undecorated pixels as read from disk: uint8 NCHW images, int64 labels."""
+    """Pixels as stored on disk: uint8 NCHW images, int64 labels."""
 
     train_x: Tensor
     train_y: Tensor
@@ -198,7 +198,8 @@ def batches(
         return
     order = torch.randperm(n, generator=generator, device=_generator_device(generator))
     order = order.to(x.device)
-    fill = _black(ds)
+    black = _black(ds)  # made once per epoch on the data's device, not once per batch
+    fill = None if black is None else torch.tensor(black, dtype=x.dtype, device=x.device)
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]
         bx = x[idx]
@@ -211,7 +212,7 @@ def augment_batch(
     x: Tensor,
     *,
     padding: int = CROP_PADDING,  # pixels on each side
-    fill: Sequence[float] | None = None,  # per-channel padding value; None: zeros
+    fill: Sequence[float] | Tensor | None = None,  # per-channel padding value; None: zeros
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Random crop (with ``padding`` pixels of ``fill`` around) then random horizontal flip,
@@ -221,9 +222,8 @@ def augment_batch(
     if fill is None:
         padded.zero_()
     else:
-        padded.copy_(
-            torch.tensor(fill, dtype=x.dtype, device=x.device).view(1, c, 1, 1).expand_as(padded)
-        )
+        fill_values = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
+        padded.copy_(fill_values.view(1, c, 1, 1).expand_as(padded))
     padded[:, :, padding : padding + h, padding : padding + w] = x
     gen_device = _generator_device(generator)
     dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=gen_device)
