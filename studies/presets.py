@@ -83,6 +83,18 @@ _RAW_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: One line each, for ``robustness presets``.
+DESCRIPTIONS: dict[str, str] = {
+    "figure6": "Figure 6: SGD, AdamW, RAdam x lr {0.1..0.003} x 3 seeds, ResNet-20 on CIFAR-10, "
+    "164 epochs (GPU)",
+    "figure7": "Figure 7: AdamW with linear warmup {100..1000} vs RAdam, ResNet-20 on CIFAR-10 "
+    "(GPU)",
+    "untuned-warmup": "AdamW with Ma & Yarats' untuned linear/exponential warmup vs RAdam, "
+    "ResNet-20 on CIFAR-10 (GPU)",
+    "figure6-quick": "Figure 6 in miniature: the same optimizers and lr grid, small CNN on "
+    "Fashion-MNIST, <= 3 min on 2 CPU cores",
+}
+
 PRESETS: dict[str, StudySpec] = {name: StudySpec.parse(raw) for name, raw in _RAW_PRESETS.items()}
 
 #: What ``robustness run`` runs when given no preset.

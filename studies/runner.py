@@ -1,0 +1,560 @@
+"""Run a study on Ray Tune and record it in MLflow: the one code path of the CLI and the service.
+
+``run_study(study_id, tracking_uri=...)`` runs a study already created in MLflow
+(``tracking.create_study``); ``run_spec(spec, ...)`` creates then runs. What it claims (checked
+in tests/studies/test_runner.py and test_cli_run.py, on real Ray and SQLite MLflow):
+
+- A grid is one ``tune.grid_search`` over the spec's ``TrialConfig`` points (the spec decides
+  which optimizers cross which warmups); an ``optuna`` study is ``OptunaSearch`` (TPE, RDB
+  storage ``paths.optuna_storage()``, one Optuna study per study id) over the optimizer, the
+  log learning rate and the warmup, wrapped in ``Repeater`` so each sample runs once per seed.
+- Each trial gets ``resources_per_trial`` (``tune.with_resources``); actors are reused and the
+  dataset is cached per worker process; ``FailureConfig(max_failures)`` retries a crashed trial
+  from its last checkpoint (one per epoch, the latest kept).
+- Only the driver talks to MLflow, from a Tune ``Callback``: a nested run per trial (started
+  when the trial starts), one ``log_epoch`` per reported epoch, the end status
+  (finished/diverged/failed) and the node.
+- Status: running while Tune runs; succeeded at the end (failed if every trial failed, or on
+  an error); an interrupt (Ctrl-C, SIGTERM as sent by ``ray job stop``) ends with
+  ``cancelled`` and Tune's experiment state saved, so ``resume=True`` continues it with
+  ``Tuner.restore``: finished trials are not run again, interrupted ones continue from their
+  last epoch.
+- The embedded default is a local Ray (``ray.init(address="local")``, never someone else's
+  cluster) started and stopped here; with ``ray_address`` the runner connects to that cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import signal
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+
+from studies import paths, tracking
+from studies.errors import ClusterError, StudyStateError
+from studies.results import EPOCH_METRICS, StudyRecord
+from studies.spec import StudySpec, TrialConfig
+from studies.trainable import TrialState, train_trial, trial_from_config
+
+# Quiet, fast Tune: no per-trial CSV/JSON/TensorBoard loggers (MLflow is the record), no
+# de-duplicated log lines hiding a worker's error.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 is silent only with the old output
+# A checkpoint per epoch of short trials snapshots the experiment often; that is intended.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+@dataclasses.dataclass
+class StudyProgress:
+    """Counts a progress display needs; ``best_acc`` is a fraction (last-epoch test_acc)."""
+
+    study_id: str
+    total: int
+    finished: int = 0
+    diverged: int = 0
+    failed: int = 0
+    running: int = 0
+    started: int = 0  # trials started by this call (a resumed study skips the finished ones)
+    best_acc: float | None = None
+    best_trial: str | None = None
+    interrupted: bool = False
+
+    @property
+    def done(self) -> int:
+        return self.finished + self.diverged + self.failed
+
+
+ProgressFn = Callable[[StudyProgress], None]
+
+
+# --- the trainable Tune runs ----------------------------------------------------------------
+
+
+class _TuneSession:
+    """Reports and checkpoints a trial's epochs through Ray Tune (``studies.trainable`` has
+    no Ray Tune import of its own)."""
+
+    def report(self, metrics: dict[str, Any], state: TrialState) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="trial-state-") as tmp:
+            state.save(tmp)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    def restore(self) -> dict[str, Any] | None:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as directory:
+            return TrialState.read(directory)
+
+
+def tune_trainable(config: dict[str, Any]) -> None:
+    """The function trainable handed to Tune."""
+    train_trial(config, session=_TuneSession())
+
+
+def _trial_dirname(trial: Any) -> str:
+    return str(trial.trial_id)  # short, unique; the default repeats the whole config
+
+
+# --- recording, in the driver ---------------------------------------------------------------
+
+
+def trial_params(spec: StudySpec, cfg: TrialConfig) -> dict[str, Any]:
+    """The params of a trial's nested run: its grid point, then the settings it trained with."""
+    return {
+        **cfg.model_dump(),
+        "dataset": spec.dataset,
+        "model": spec.model,
+        "epochs": spec.epochs,
+        "batch_size": spec.batch_size,
+        "weight_decay": spec.weight_decay,
+        "momentum": spec.momentum,
+        "betas": list(spec.betas),
+        "eps": spec.eps,
+        "lr_milestones": list(spec.lr_milestones),
+        "lr_gamma": spec.lr_gamma,
+        "train_subset": spec.train_subset,
+        "augment": spec.augment,
+    }
+
+
+class RecordingCallback(tune.Callback):
+    """Writes every trial to MLflow through ``studies.tracking`` and keeps the progress counts.
+
+    It is pickled with Tune's experiment state; the progress display is not (it is attached
+    again when a study resumes).
+    """
+
+    def __init__(self, study_id: str, spec: StudySpec, *, tracking_uri: str) -> None:
+        self.study_id = study_id
+        self.spec_json = spec.to_json()
+        self.tracking_uri = tracking_uri
+        self._setup_runtime(spec)
+
+    def _setup_runtime(self, spec: StudySpec) -> None:
+        self.spec = spec
+        self.progress = StudyProgress(self.study_id, spec.num_trials)
+        self.display: ProgressFn | None = None
+        self.run_ids: dict[str, str] = {}  # Tune trial id -> MLflow run id
+        self.keys: dict[str, str] = {}  # Tune trial id -> our trial key
+        self.last_epoch: dict[str, int] = {}
+        self.diverged: set[str] = set()
+        self.ended: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "study_id": self.study_id,
+            "spec_json": self.spec_json,
+            "tracking_uri": self.tracking_uri,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._setup_runtime(StudySpec.parse(self.spec_json, max_trials=10**9))
+
+    def count_recorded(self) -> None:
+        """Start the counts from what MLflow already holds (a resumed study)."""
+        for record in tracking.load_trials(self.study_id, tracking_uri=self.tracking_uri):
+            if record.status in ("finished", "diverged", "failed"):
+                setattr(self.progress, record.status, getattr(self.progress, record.status) + 1)
+                self._offer_best(record.trial_id, record.final_acc)
+
+    def _offer_best(self, key: str, acc: float | None) -> None:
+        if acc is None or not math.isfinite(acc):
+            return
+        if self.progress.best_acc is None or acc > self.progress.best_acc:
+            self.progress.best_acc, self.progress.best_trial = acc, key
+
+    def _show(self) -> None:
+        if self.display is not None:
+            self.display(self.progress)
+
+    def _key(self, trial: Any) -> tuple[str, TrialConfig]:
+        cfg = trial_from_config(trial.config, self.spec)
+        key = cfg.key if "trial" in trial.config else f"{cfg.key}-{trial.trial_id}"
+        return key, cfg
+
+    # Tune's hooks (all in the driver).
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        key, cfg = self._key(trial)
+        self.keys[trial.trial_id] = key
+        self.run_ids[trial.trial_id] = tracking.start_trial(
+            self.study_id,
+            key,
+            params=trial_params(self.spec, cfg),
+            tracking_uri=self.tracking_uri,
+        )
+        self.progress.running += 1
+        self.progress.started += 1
+        self._show()
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None or "epoch" not in result:
+            return
+        epoch = int(result["epoch"])
+        if epoch <= self.last_epoch.get(trial.trial_id, 0):
+            return  # a retried trial reporting an epoch again
+        self.last_epoch[trial.trial_id] = epoch
+        # NaN kept: a diverged epoch's test metrics were not measured (tracking stores NaN)
+        metrics = {name: float(result[name]) for name in EPOCH_METRICS if name in result}
+        tracking.log_epoch(run_id, epoch, metrics, tracking_uri=self.tracking_uri)
+        if result.get("diverged"):
+            self.diverged.add(trial.trial_id)
+        self._offer_best(self.keys[trial.trial_id], metrics.get("test_acc"))
+        self._show()
+
+    def _end(self, trial: Any, status: str) -> None:
+        if trial.trial_id in self.ended:
+            return
+        self.ended.add(trial.trial_id)
+        last = trial.last_result or {}
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is not None:
+            tracking.end_trial(
+                run_id,
+                status,
+                tracking_uri=self.tracking_uri,
+                node=last.get("node"),
+                train_seconds=last.get("train_seconds"),
+            )
+        self.progress.running = max(0, self.progress.running - 1)
+        setattr(self.progress, status, getattr(self.progress, status) + 1)
+        self._show()
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._end(trial, "diverged" if trial.trial_id in self.diverged else "finished")
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._end(trial, "failed")
+
+
+# --- building the Tuner ---------------------------------------------------------------------
+
+
+class _OptunaSpace:
+    """Optuna's define-by-run search space: the optimizer, its log lr, and its warmup when
+    it warms up (a picklable callable: Tune saves the searcher with the experiment)."""
+
+    def __init__(self, spec: StudySpec, constants: dict[str, Any]) -> None:
+        self.spec_json = spec.to_json()
+        self.constants = constants
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        spec = StudySpec.parse(self.spec_json, max_trials=10**9)
+        optimizer = trial.suggest_categorical("optimizer", list(spec.optimizers))
+        low, high = spec.lr_bounds()
+        trial.suggest_float("lr", low, high, log=True)
+        if optimizer in spec.warmup.optimizers and spec.warmup.kinds != ["none"]:
+            kind = trial.suggest_categorical("warmup", list(spec.warmup.kinds))
+            if kind == "linear":
+                lo, hi = spec.search.warmup_steps_range or (
+                    min(spec.warmup.steps),
+                    max(spec.warmup.steps),
+                )
+                trial.suggest_int("warmup_steps", lo, hi, log=True)
+        return dict(self.constants)
+
+
+def _search_alg(spec: StudySpec, study_id: str, constants: dict[str, Any]) -> Any:
+    import optuna
+    from ray.tune.search import Repeater
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = optuna.storages.RDBStorage(paths.optuna_storage())
+    searcher = OptunaSearch(
+        space=_OptunaSpace(spec, constants),
+        metric="objective",
+        mode="max",
+        sampler=optuna.samplers.TPESampler(seed=spec.seeds[0]),
+        study_name=study_id,
+        storage=storage,
+    )
+    # Each sample once per seed; the searcher sees the mean over the seeds.
+    return Repeater(searcher, repeat=len(spec.seeds), set_index=True)
+
+
+def build_tuner(
+    spec: StudySpec,
+    study_id: str,
+    callback: RecordingCallback,
+    *,
+    storage_path: Path,
+    data_dir: str | None,
+    skip_keys: frozenset[str] = frozenset(),
+) -> tune.Tuner:
+    """A fresh Tuner for the study; grid points in ``skip_keys`` (already recorded) are left
+    out."""
+    resources = spec.resources_per_trial
+    trainable = tune.with_resources(tune_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
+    constants: dict[str, Any] = {"spec": spec.to_dict(), "data_dir": data_dir}
+    if spec.search.kind == "grid":
+        points = [c.model_dump() for c in spec.trial_configs() if c.key not in skip_keys]
+        param_space: dict[str, Any] = {**constants, "trial": tune.grid_search(points)}
+        tune_config = tune.TuneConfig(
+            metric="objective",
+            mode="max",
+            reuse_actors=True,
+            max_concurrent_trials=spec.max_concurrent_trials,
+            trial_dirname_creator=_trial_dirname,
+        )
+    else:
+        param_space = {}
+        tune_config = tune.TuneConfig(
+            metric="objective",
+            mode="max",
+            search_alg=_search_alg(spec, study_id, constants),
+            num_samples=spec.num_trials,
+            reuse_actors=True,
+            max_concurrent_trials=spec.max_concurrent_trials,
+            trial_dirname_creator=_trial_dirname,
+        )
+    run_config = tune.RunConfig(
+        name=study_id,
+        storage_path=str(storage_path),
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # result.json only (what Tuner.restore reads back); no CSV or TensorBoard files
+        callbacks=[callback, JsonLoggerCallback()],  # type: ignore[no-untyped-call]
+        verbose=0,
+        log_to_file=True,
+    )
+    return tune.Tuner(
+        trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
+    )
+
+
+def restore_tuner(experiment_dir: Path, callback: RecordingCallback, spec: StudySpec) -> tune.Tuner:
+    """Tune's saved experiment, with this call's recording callback in place of the saved one
+    (whose progress display and MLflow run ids do not survive pickling)."""
+    resources = spec.resources_per_trial
+    trainable = tune.with_resources(tune_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
+    tuner = tune.Tuner.restore(
+        str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
+    )
+    # Tuner.restore takes no RunConfig; the restored one is reachable only here.
+    tuner._local_tuner.get_run_config().callbacks = [callback]  # type: ignore[union-attr]
+    return tuner
+
+
+# --- Ray --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def ray_session(ray_address: str | None) -> Iterator[None]:
+    """Connect to ``ray_address``, or start an embedded local Ray; leave an already
+    initialised Ray (a test's, the caller's) as it is, and stop only one started here."""
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        if ray_address:
+            ray.init(address=ray_address, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(
+                address="local",
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+    except Exception as exc:
+        where = ray_address or "a local Ray"
+        raise ClusterError(f"could not start or reach {where}: {exc}") from exc
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def check_cluster(spec: StudySpec) -> None:
+    """Refuse up front a study whose trials the cluster cannot place (Tune would wait forever)."""
+    available = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    want = spec.resources_per_trial
+    cpus, gpus = float(available.get("CPU", 0)), float(available.get("GPU", 0))
+    if want.gpu > 0 and gpus == 0:
+        raise ClusterError(
+            f"each trial asks for {want.gpu} GPU but the cluster has none; "
+            "run with --set resources_per_trial.gpu=0 to train on CPUs"
+        )
+    if want.cpu > cpus:
+        raise ClusterError(
+            f"each trial asks for {want.cpu} CPUs but the cluster has {cpus:g}; "
+            f"run with --set resources_per_trial.cpu={max(1, int(cpus))}"
+        )
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (``ray job stop``, a container stop) ends the study as Ctrl-C does: Tune saves
+    its state and stops, and the study is left resumable."""
+    if sys.platform == "win32" or not _in_main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# --- running a study -------------------------------------------------------------------------
+
+
+def run_study(
+    study_id: str,
+    *,
+    tracking_uri: str,
+    ray_address: str | None = None,
+    storage_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> StudyRecord:
+    """Run the study ``study_id`` (created with ``tracking.create_study``) to its end.
+
+    Returns its record: ``succeeded``, ``failed`` (every trial failed) or ``cancelled``
+    (interrupted; run again with ``resume=True``). Raises ``StudyStateError`` for a study
+    that already succeeded, or one not queued without ``resume``.
+    """
+    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
+    if record.status == "succeeded":
+        raise StudyStateError(f"study {study_id} already succeeded; nothing to run")
+    if record.status != "queued" and not resume:
+        raise StudyStateError(
+            f"study {study_id} is {record.status}; run it with --resume to continue it"
+        )
+    spec = StudySpec.parse(
+        tracking.load_spec(study_id, tracking_uri=tracking_uri), max_trials=10**9
+    )
+    storage = Path(storage_path) if storage_path is not None else paths.storage_path()
+    data = str(Path(data_dir).resolve()) if data_dir is not None else str(paths.data_dir())
+    callback = RecordingCallback(study_id, spec, tracking_uri=tracking_uri)
+    callback.display = progress
+    if resume:
+        callback.count_recorded()
+    tracking.set_study_status(study_id, "running", tracking_uri=tracking_uri)
+    try:
+        with ray_session(ray_address), _sigterm_interrupts():
+            check_cluster(spec)
+            experiment_dir = storage / study_id
+            if resume and tune.Tuner.can_restore(str(experiment_dir)):
+                tuner = restore_tuner(experiment_dir, callback, spec)
+            else:
+                done = _recorded_keys(study_id, tracking_uri) if resume else frozenset()
+                tuner = build_tuner(
+                    spec, study_id, callback, storage_path=storage, data_dir=data, skip_keys=done
+                )
+            tuner.fit()
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        tracking.set_study_status(
+            study_id,
+            "cancelled" if interrupted else "failed",
+            tracking_uri=tracking_uri,
+            error=None if interrupted else f"{type(exc).__name__}: {exc}",
+        )
+        raise
+    counts = callback.progress
+    if counts.done < counts.total:  # Tune stopped early: Ctrl-C or SIGTERM
+        counts.interrupted = True
+        if progress is not None:
+            progress(counts)
+        tracking.set_study_status(study_id, "cancelled", tracking_uri=tracking_uri)
+    elif counts.failed == counts.total:
+        tracking.set_study_status(
+            study_id,
+            "failed",
+            tracking_uri=tracking_uri,
+            error=f"all {counts.total} trials failed (see the trials' errors in {storage})",
+        )
+    else:
+        _finalize(study_id, tracking_uri)
+        tracking.set_study_status(study_id, "succeeded", tracking_uri=tracking_uri)
+    return tracking.get_study(study_id, tracking_uri=tracking_uri)
+
+
+def run_spec(
+    spec: StudySpec,
+    *,
+    tracking_uri: str | None = None,
+    ray_address: str | None = None,
+    storage_path: str | os.PathLike[str] | None = None,
+    progress: ProgressFn | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    study_id: str | None = None,
+) -> StudyRecord:
+    """Create the study in MLflow, then run it (``run_study``)."""
+    uri = tracking_uri or paths.mlflow_uri()
+    record = tracking.create_study(
+        spec.to_dict(), tracking_uri=uri, study_id=study_id, num_trials=spec.num_trials
+    )
+    return run_study(
+        record.study_id,
+        tracking_uri=uri,
+        ray_address=ray_address,
+        storage_path=storage_path,
+        progress=progress,
+        data_dir=data_dir,
+    )
+
+
+def _recorded_keys(study_id: str, tracking_uri: str) -> frozenset[str]:
+    return frozenset(
+        t.trial_id
+        for t in tracking.load_trials(study_id, tracking_uri=tracking_uri)
+        if t.status in ("finished", "diverged")
+    )
+
+
+def _finalize(study_id: str, tracking_uri: str) -> None:
+    """Summary and figures as artifacts; a failure here does not undo the trials."""
+    try:
+        from studies.report import finalize_study
+
+        finalize_study(study_id, tracking_uri=tracking_uri)
+    except Exception as exc:
+        warnings.warn(f"study {study_id}: writing the summary failed: {exc}", stacklevel=2)
+
+
+def experiment_dir(study_id: str, storage_path: str | os.PathLike[str] | None = None) -> Path:
+    """Where Tune keeps a study's experiment state and checkpoints."""
+    return (Path(storage_path) if storage_path is not None else paths.storage_path()) / study_id
+
+
+__all__ = [
+    "ProgressFn",
+    "RecordingCallback",
+    "StudyProgress",
+    "experiment_dir",
+    "run_spec",
+    "run_study",
+]
