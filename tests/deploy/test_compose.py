@@ -353,7 +353,12 @@ def test_mlflow_reads_its_configuration_from_these_variables() -> None:
     env = cf.environment(mlflow)
     for name in env:
         assert name in envvars or name == MLFLOW_SERVER_ALLOWED_HOSTS.name, name
-    assert env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql://")
+    # The driver is named: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which
+    # neither image installs (psycopg2-binary is the pinned driver).
+    assert env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://")
+    for node in ("ray-head", "ray-worker", "api"):
+        optuna = cf.environment(_main()["services"][node])["ROBUSTNESS_OPTUNA_STORAGE"]
+        assert optuna.startswith("postgresql+psycopg2://"), node
     assert "--serve-artifacts" in mlflow["command"]
     allowed = env[MLFLOW_SERVER_ALLOWED_HOSTS.name].split(",")
     # The API and the Ray Jobs reach it as mlflow:5000; the healthcheck as localhost:5000.

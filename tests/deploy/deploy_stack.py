@@ -1,0 +1,265 @@
+"""The compose stack's stateful parts on loopback, without Docker: Postgres and an MLflow server.
+
+- ``Postgres``: Debian's PostgreSQL (``/usr/lib/postgresql/<version>/bin``) in a temporary
+  directory on a free loopback port, with the role ``robustness`` (password auth over TCP,
+  as in the compose file) and the databases ``mlflow`` and ``optuna``. Postgres refuses to
+  run as root, so as root it runs as the ``postgres`` system user (``runuser``).
+- ``MlflowServer``: ``mlflow server`` on that Postgres (``--backend-store-uri
+  postgresql://...``), serving artifacts from a directory, ``--allowed-hosts`` set, on a free
+  loopback port.
+
+Both are context managers that stop only the processes they started (``pg_ctl stop`` for
+their own data directory; the MLflow server's own process group) and remove their files.
+``postgres_bin()`` says why Postgres cannot run here, for a clear skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+POSTGRES_ROOT = Path("/usr/lib/postgresql")
+POSTGRES_SYSTEM_USER = "postgres"
+ROLE = "robustness"  # the compose file's POSTGRES_USER
+DATABASES = ("mlflow", "optuna")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def postgres_bin() -> tuple[Path | None, str]:
+    """The newest PostgreSQL bin directory, or None and the reason there is none usable."""
+    candidates = sorted(
+        (p.parent for p in POSTGRES_ROOT.glob("*/bin/pg_ctl")),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    if not candidates:
+        return (
+            None,
+            f"no PostgreSQL binaries under {POSTGRES_ROOT}/*/bin (apt-get install postgresql)",
+        )
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(POSTGRES_SYSTEM_USER)
+        except KeyError:
+            return None, f"running as root and no '{POSTGRES_SYSTEM_USER}' user to run Postgres as"
+        if shutil.which("runuser") is None:
+            return None, "running as root and no runuser to drop to the postgres user"
+    return candidates[-1], ""
+
+
+class Postgres:
+    def __init__(self, *, startup_timeout_s: float = 60.0) -> None:  # seconds
+        bin_dir, why = postgres_bin()
+        if bin_dir is None:
+            raise RuntimeError(why)
+        self.bin = bin_dir
+        self.password = secrets.token_hex(16)  # hex: safe inside a URL, as .env.example asks
+        self.port = free_port()
+        self.startup_timeout_s = startup_timeout_s
+        self.root = Path(tempfile.mkdtemp(prefix="robustness-pg-"))
+        self.data = self.root / "data"
+        self.sockets = self.root / "sockets"
+        self.log = self.root / "postgres.log"
+        self._running = False
+
+    def _as_owner(self, *command: str | Path) -> list[str]:
+        args = [str(c) for c in command]
+        if os.geteuid() == 0:
+            return ["runuser", "-u", POSTGRES_SYSTEM_USER, "--", *args]
+        return args
+
+    def url(self, database: str) -> str:
+        """For SQLAlchemy (MLflow, Optuna). The driver is named: SQLAlchemy 2.1 reads a bare
+        ``postgresql://`` as psycopg 3, which is not installed; psycopg2 is."""
+        return f"postgresql+psycopg2://{ROLE}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def dsn(self, database: str) -> str:
+        """For libpq (psycopg2.connect, psql)."""
+        return f"postgresql://{ROLE}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        self.sockets.mkdir()
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam(POSTGRES_SYSTEM_USER)
+            for path in (self.root, self.sockets, pwfile):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        subprocess.run(
+            self._as_owner(
+                self.bin / "initdb",
+                "-D", self.data,
+                "-U", ROLE,
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",  # TCP needs the password, as in the stack
+                "--encoding=UTF8",
+                "--no-locale",
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )  # fmt: skip
+        pwfile.unlink()
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "  # throwaway data
+            "-c shared_buffers=32MB -c max_connections=50"
+        )
+        subprocess.run(
+            self._as_owner(
+                self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-o", options,
+                "-w", "-t", str(int(self.startup_timeout_s)), "start",
+            ),
+            check=True,
+            capture_output=True,
+            timeout=self.startup_timeout_s + 30,
+        )  # fmt: skip
+        self._running = True
+        import psycopg2
+
+        connection = psycopg2.connect(self.dsn("postgres"))
+        try:
+            connection.autocommit = True  # CREATE DATABASE refuses a transaction
+            with connection.cursor() as cursor:
+                for database in DATABASES:
+                    cursor.execute(f'CREATE DATABASE "{database}" OWNER "{ROLE}"')
+        finally:
+            connection.close()
+
+    def query(
+        self, database: str, sql: str, params: tuple[object, ...] = ()
+    ) -> list[tuple[object, ...]]:
+        import psycopg2
+
+        connection = psycopg2.connect(self.dsn(database))
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        if self._running:
+            subprocess.run(
+                self._as_owner(self.bin / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"),
+                capture_output=True,
+                timeout=60,
+            )
+            self._running = False
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group is already gone
+        os.killpg(pgid, signum)
+
+
+class MlflowServer:
+    def __init__(self, postgres: Postgres, *, startup_timeout_s: float = 180.0) -> None:  # seconds
+        self.postgres = postgres
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.startup_timeout_s = startup_timeout_s  # the first start migrates the schema
+        self.root = Path(tempfile.mkdtemp(prefix="robustness-mlflow-"))
+        self.artifacts = self.root / "mlartifacts"
+        self.log = self.root / "mlflow.log"
+        self.allowed_hosts = f"127.0.0.1:{self.port},localhost:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.artifacts.mkdir()
+        command = [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--backend-store-uri", self.postgres.url("mlflow"),
+            "--artifacts-destination", str(self.artifacts),
+            "--serve-artifacts",
+            "--allowed-hosts", self.allowed_hosts,
+            "--workers", "1",
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        with self.log.open("wb") as log:
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(
+            f"mlflow server not healthy after {self.startup_timeout_s} s: {self.log.read_text()[-3000:]}"
+        )
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            # Its own session (start_new_session): the group is the server and its workers.
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait(timeout=15)
+            _signal_group(process.pid, signal.SIGKILL)  # a worker that outlived the server
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
