@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -270,6 +271,61 @@ def test_missing_cifar10_says_where_the_files_go(tmp_path: Path) -> None:
     assert str(tmp_path / "cifar10") in message
     assert "train/<class>/*.jpg" in message and "cifar-10-batches-py" in message
     assert "tar -xzf" in message and "cifar10-jpeg75.tar.gz" in message
+
+
+def test_data_dir_defaults_to_robustness_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_cifar_batches(tmp_path / "elsewhere" / "cifar10", per_batch=1)
+    monkeypatch.setenv("ROBUSTNESS_DATA_DIR", str(tmp_path / "elsewhere"))
+
+    assert load_dataset("cifar10").num_train == 5
+
+
+class FakeTorchvisionCIFAR10:
+    """Stands in for the network only: 'downloads' by writing batches where torchvision
+    would put them (<root>/cifar-10-batches-py/)."""
+
+    calls: ClassVar[list[tuple[str, bool]]] = []
+
+    def __init__(self, *, root: str, train: bool, download: bool) -> None:
+        self.calls.append((root, download))
+        if not (Path(root) / "cifar-10-batches-py").exists():
+            write_cifar_batches(Path(root), per_batch=2)
+
+
+def test_download_only_when_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    FakeTorchvisionCIFAR10.calls = []
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeTorchvisionCIFAR10)
+    monkeypatch.delenv("ROBUSTNESS_DOWNLOAD", raising=False)
+    with pytest.raises(DatasetNotFoundError):
+        load_dataset("cifar10", data_dir=tmp_path)
+    assert FakeTorchvisionCIFAR10.calls == []
+
+    monkeypatch.setenv("ROBUSTNESS_DOWNLOAD", "1")
+    ds = load_dataset("cifar10", data_dir=tmp_path)
+
+    assert ds.num_train == 10 and ds.num_test == 2
+    assert FakeTorchvisionCIFAR10.calls[0] == (str(tmp_path / "cifar10"), True)
+
+
+def test_failed_download_is_still_a_clear_not_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torchvision.datasets
+
+    def offline(**kwargs: object) -> None:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+
+    with (
+        pytest.warns(UserWarning, match="network is unreachable"),
+        pytest.raises(DatasetNotFoundError, match="cifar-10-batches-py"),
+    ):
+        load_dataset("cifar10", data_dir=tmp_path, download=True)
 
 
 def test_train_subset_keeps_the_first_examples(tmp_path: Path) -> None:
