@@ -81,7 +81,7 @@ FASHION_MNIST_FILES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
     """A whole dataset in memory: images normalised float32 NCHW, labels int64.
 
@@ -108,6 +108,13 @@ class Dataset:
     @property
     def num_test(self) -> int:
         return int(self.test_x.shape[0])
+
+    def __repr__(self) -> str:  # the shapes, not 60,000 images' worth of numbers
+        return (
+            f"Dataset({self.name!r}, train={self.num_train}, test={self.num_test}, "
+            f"images={self.in_channels}x{self.image_size}x{self.image_size}, "
+            f"classes={self.num_classes}, augment={self.augment}, device={self.train_x.device})"
+        )
 
 
 @dataclass(frozen=True)

@@ -491,6 +491,10 @@ def test_digits_split_is_fixed_stratified_and_normalised() -> None:
     train_counts = torch.bincount(ds.train_y).tolist()
     assert all(abs(t - 0.25 * n) <= 1 for t, n in zip(test_counts, train_counts, strict=True))
     assert ds.train_y[:20].tolist() != sorted(ds.train_y[:20].tolist())  # shuffled
+    assert repr(ds) == (
+        f"Dataset('digits', train={ds.num_train}, test={ds.num_test}, images=1x8x8, "
+        "classes=10, augment=False, device=cpu)"
+    )
     assert abs(float(ds.train_x.mean())) < 1e-4 and abs(float(ds.train_x.std()) - 1) < 1e-3
     again = load_dataset("digits", train_subset=100)
     assert torch.equal(again.train_x, ds.train_x[:100]) and torch.equal(again.test_x, ds.test_x)
