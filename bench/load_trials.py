@@ -1,0 +1,129 @@
+"""How long reading a finished study's records takes (target: well under 1 s for 1000 trials x
+164 epochs, the paper's CIFAR-10 schedule).
+
+Writes a synthetic study (``--trials`` trials x ``--epochs`` epochs x 4 metrics) into a SQLite
+MLflow store through ``studies.tracking`` (``log_history``: 1000 values per ``log_batch``),
+then prints the time of ``load_trials`` on each path:
+
+* bulk: the study is running, histories come from one SQL query per 500 runs;
+* snapshot cold: the study has finished, ``trials.json`` is read (first read in the process);
+* snapshot cached: later reads (the parent run's tags are still checked each time).
+
+    .venv/bin/python bench/load_trials.py                  # 1000 x 164, a tmp store
+    .venv/bin/python bench/load_trials.py --db /tmp/b.db   # keep the store; reruns reuse it
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from studies import tracking
+
+OPTIMIZERS = ("radam", "adam", "sgd")
+WARMUPS = ("none", "linear", "untuned_linear", "untuned_exponential")
+
+
+def write_study(uri: str, *, name: str, trials: int, epochs: int, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    spec = {"name": name, "dataset": "cifar10", "model": "resnet20", "epochs": epochs}
+    record = tracking.create_study(spec, tracking_uri=uri, num_trials=trials)
+    tracking.set_study_status(record.study_id, "running", tracking_uri=uri)
+    started = time.perf_counter()
+    for index in range(trials):
+        params = {
+            "optimizer": OPTIMIZERS[index % len(OPTIMIZERS)],
+            "lr": 10 ** rng.uniform(-5, -1),  # 1
+            "warmup": WARMUPS[index % len(WARMUPS)],
+            "warmup_steps": 0,
+            "seed": index // 100,
+        }
+        run_id = tracking.start_trial(record.study_id, f"t{index:05d}", params, tracking_uri=uri)
+        history = {
+            "train_loss": [rng.uniform(0.01, 2.3) for _ in range(epochs)],
+            "test_loss": [rng.uniform(0.2, 2.3) for _ in range(epochs)],
+            "test_acc": [rng.uniform(0.1, 0.93) for _ in range(epochs)],
+            "lr": [params["lr"] * (0.1 if e > 80 else 1.0) for e in range(epochs)],  # type: ignore[operator]
+        }
+        tracking.log_history(run_id, history, tracking_uri=uri)
+        tracking.end_trial(
+            run_id, "finished", tracking_uri=uri, node="node-0", train_seconds=rng.uniform(1, 9)
+        )
+        if (index + 1) % 100 == 0:
+            elapsed = time.perf_counter() - started
+            print(f"  wrote {index + 1} trials in {elapsed:.1f} s", flush=True)
+    return record.study_id
+
+
+def timed(label: str, call: Callable[[], object], *, repeat: int = 1) -> object:
+    times = []
+    result: object = None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - started)
+    detail = f" (median of {repeat}, min {min(times):.3f} s)" if repeat > 1 else ""
+    print(f"{label:<34} {statistics.median(times):7.3f} s{detail}", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=164)
+    parser.add_argument("--db", type=Path, default=None, help="SQLite file (default: a tmp dir)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-load-trials-") as tmp:
+        db = args.db or Path(tmp) / "mlflow.db"
+        uri = f"sqlite:///{db.resolve()}"
+        name = f"bench-{args.trials}x{args.epochs}"
+        existing = [s for s in tracking.list_studies(tracking_uri=uri) if s.name == name]
+        if existing:
+            study_id = existing[0].study_id
+            print(f"reusing study {study_id} in {db}")
+            tracking.set_study_status(study_id, "running", tracking_uri=uri)
+        else:
+            print(f"writing {args.trials} trials x {args.epochs} epochs x 4 metrics to {db}")
+            started = time.perf_counter()
+            study_id = write_study(uri, name=name, trials=args.trials, epochs=args.epochs)
+            print(f"{'write (whole study)':<34} {time.perf_counter() - started:7.3f} s")
+
+        trials = timed(
+            "load_trials, bulk (running study)",
+            lambda: tracking.load_trials(study_id, tracking_uri=uri),
+            repeat=3,
+        )
+        assert isinstance(trials, list)
+        points = sum(len(values) for t in trials for values in t.history.values())
+        print(f"  {len(trials)} trials, {points} metric values")
+        timed(
+            "finish study (writes trials.json)",
+            lambda: tracking.set_study_status(study_id, "succeeded", tracking_uri=uri),
+        )
+        tracking.clear_caches()  # cold: as in a fresh service process
+        timed(
+            "load_trials, snapshot cold", lambda: tracking.load_trials(study_id, tracking_uri=uri)
+        )
+        tracking.clear_caches()
+        tracking.get_study(study_id, tracking_uri=uri)  # warm the client, not the snapshot
+        timed(
+            "load_trials, snapshot (warm client)",
+            lambda: tracking.load_trials(study_id, tracking_uri=uri),
+        )
+        timed(
+            "load_trials, snapshot cached",
+            lambda: tracking.load_trials(study_id, tracking_uri=uri),
+            repeat=10,
+        )
+        size = len(tracking.download_study_artifact(study_id, "trials.json", tracking_uri=uri))
+        print(f"  trials.json: {size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
