@@ -138,6 +138,15 @@ _experiment_ids: dict[tuple[str, str], str] = {}
 _parents: dict[tuple[str, str], Run] = {}  # (uri, study_id) -> parent run (ids/info only)
 _trial_runs: dict[tuple[str, str, str], str] = {}  # (uri, parent run id, trial id) -> run id
 _snapshots: dict[tuple[str, str, str], list[TrialRecord]] = {}  # (uri, study, token) -> trials
+# Trial writes made by this process, and the count when each study was last snapshotted here:
+# a study finished right after its snapshot (the runner's report does one) is not read twice.
+_trial_writes = 0
+_snapshot_marks: dict[tuple[str, str], tuple[str, int]] = {}  # (uri, study) -> (token, writes)
+
+
+def _count_write() -> None:
+    global _trial_writes
+    _trial_writes += 1
 
 
 def _client(tracking_uri: str) -> MlflowClient:
@@ -183,6 +192,7 @@ def clear_caches() -> None:
         _parents.clear()
         _trial_runs.clear()
         _snapshots.clear()
+        _snapshot_marks.clear()
 
 
 def _sqlite_artifact_location(tracking_uri: str) -> str | None:
@@ -452,7 +462,11 @@ def set_study_status(
         raise TrackingError(f"unknown study status {status!r}; one of {STUDY_STATUSES}")
     client = _client(tracking_uri)
     run_id = _parent(tracking_uri, study_id).info.run_id
-    if status in TERMINAL_STUDY_STATUSES and snapshot:
+    if (
+        status in TERMINAL_STUDY_STATUSES
+        and snapshot
+        and not _snapshot_is_current(tracking_uri, study_id)
+    ):
         snapshot_trials(study_id, tracking_uri=tracking_uri)
     tags = [RunTag(TAG_STATUS, str(status)), RunTag(TAG_UPDATED_AT, _now_iso())]
     tags.append(RunTag(TAG_ERROR, _truncate(error, _MAX_TAG_VALUE) if error else ""))
@@ -462,6 +476,14 @@ def set_study_status(
         client.set_terminated(run_id, status=run_status)
     else:
         client.update_run(run_id, status=run_status)
+
+
+def _snapshot_is_current(tracking_uri: str, study_id: str) -> bool:
+    """This process wrote the study's current snapshot and no trial record since."""
+    mark = _snapshot_marks.get((tracking_uri, study_id))
+    if mark is None or mark[1] != _trial_writes:
+        return False
+    return _study_tags_of(_fresh_parent(tracking_uri, study_id)).get(TAG_SNAPSHOT) == mark[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,6 +498,7 @@ def start_trial(
     client = _client(tracking_uri)
     parent = _parent(tracking_uri, study_id)
     parent_id = parent.info.run_id
+    _count_write()
     key = (tracking_uri, parent_id, trial_id)
     run_id = _trial_runs.get(key)
     if run_id is None:
@@ -515,6 +538,7 @@ def log_epoch(run_id: str, epoch: int, metrics: Mapping[str, float], *, tracking
     timestamp = int(time.time() * 1000)
     batch = [Metric(name, float(value), timestamp, int(epoch)) for name, value in metrics.items()]
     client = _client(tracking_uri)
+    _count_write()
     for chunk in _chunks(batch, _METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=chunk, synchronous=True)
 
@@ -536,6 +560,7 @@ def log_history(
         for index, value in enumerate(values)
     ]
     client = _client(tracking_uri)
+    _count_write()
     for chunk in _chunks(batch, _METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=chunk, synchronous=True)
 
@@ -559,6 +584,7 @@ def end_trial(
     metrics = []
     if train_seconds is not None:
         metrics.append(Metric("train_seconds", float(train_seconds), int(time.time() * 1000), 0))
+    _count_write()
     client.log_batch(run_id, metrics=metrics, tags=tags, synchronous=True)
     run_status = _TRIAL_RUN_STATUS[str(status)]
     if run_status in ("FINISHED", "FAILED", "KILLED"):
@@ -596,6 +622,7 @@ def snapshot_trials(study_id: str, *, tracking_uri: str) -> list[TrialRecord]:
     """Write every trial record as ``trials.json`` on the parent run (and a new snapshot token
     tag); return the records."""
     client = _client(tracking_uri)
+    writes_before = _trial_writes
     parent = _fresh_parent(tracking_uri, study_id)
     trials = _load_trials_live(tracking_uri, parent)
     with tempfile.TemporaryDirectory(prefix="robustness-snapshot-") as tmp:
@@ -605,6 +632,7 @@ def snapshot_trials(study_id: str, *, tracking_uri: str) -> list[TrialRecord]:
     token = uuid.uuid4().hex
     client.set_tag(parent.info.run_id, TAG_SNAPSHOT, token)
     _snapshots[(tracking_uri, study_id, token)] = list(trials)
+    _snapshot_marks[(tracking_uri, study_id)] = (token, writes_before)
     return trials
 
 

@@ -410,3 +410,26 @@ def test_against_a_real_tracking_server(mlflow_server: str, experiment: str) -> 
         json.loads(tracking.download_study_artifact(study_id, "spec.json", tracking_uri=uri))
         == SPEC
     )
+
+
+def test_finishing_right_after_a_snapshot_does_not_snapshot_again(
+    uri: str, experiment: str
+) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    study_id = record.study_id
+    client = MlflowClient(tracking_uri=uri)
+    run_id = _write_trial(uri, study_id, "t1", "adam", 0.01, [0.2])
+
+    tracking.snapshot_trials(study_id, tracking_uri=uri)  # what the runner's report does
+    token = client.get_run(record.run_id).data.tags["robustness.snapshot"]
+    tracking.set_study_status(study_id, "succeeded", tracking_uri=uri)
+    assert client.get_run(record.run_id).data.tags["robustness.snapshot"] == token
+
+    tracking.set_study_status(study_id, "running", tracking_uri=uri)
+    tracking.snapshot_trials(study_id, tracking_uri=uri)
+    stale = client.get_run(record.run_id).data.tags["robustness.snapshot"]
+    tracking.log_epoch(run_id, 2, {"test_acc": 0.4}, tracking_uri=uri)  # after the snapshot
+    tracking.set_study_status(study_id, "succeeded", tracking_uri=uri)
+    assert client.get_run(record.run_id).data.tags["robustness.snapshot"] not in (token, stale)
+    (trial,) = tracking.load_trials(study_id, tracking_uri=uri)
+    assert trial.history["test_acc"] == [0.2, 0.4]
