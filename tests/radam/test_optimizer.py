@@ -423,3 +423,24 @@ def test_rejects_sparse_gradients() -> None:
     embedding(torch.tensor([1, 2])).sum().backward()
     with pytest.raises(RuntimeError, match="sparse gradients"):
         opt.step()
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_follows_a_learning_rate_schedule_like_torch(path: str) -> None:
+    # A LambdaLR warmup rewrites group["lr"] every step; each step must read it afresh.
+    def warmup(step: int) -> float:
+        return min(1.0, (step + 1) / 50)
+
+    def run(make: Callable[[list[dict[str, Any]]], torch.optim.Optimizer]) -> torch.Tensor:
+        model = _mlp()
+        opt = make(_groups(model, several=True))
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, warmup)
+        for _ in range(120):
+            opt.zero_grad()
+            _loss(model).backward()
+            opt.step()
+            schedule.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    ref = run(lambda g: torch.optim.RAdam(g, lr=1e-2, foreach=False))
+    assert _rel(run(lambda g: RAdam(g, lr=1e-2, **PATHS[path])), ref) < REL_TOL
