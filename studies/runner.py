@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import logging
 import math
 import os
@@ -36,19 +37,36 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
-from studies import paths, tracking
+from studies import paths
 from studies.errors import ClusterError, StudyStateError
 from studies.results import EPOCH_METRICS, StudyRecord
 from studies.spec import StudySpec, TrialConfig
 from studies.trainable import TrialState, train_trial, trial_from_config
 
-# Quiet, fast Tune: no per-trial CSV/JSON/TensorBoard loggers (MLflow is the record), no
+
+class _LazyModule:
+    """A module imported on first use: Tune's workers import this module for
+    ``tune_trainable`` and must not pay for MLflow (seconds), which only the driver uses."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+if TYPE_CHECKING:
+    from studies import tracking
+else:
+    tracking = _LazyModule("studies.tracking")
+
+# Quiet, fast Tune: no per-trial CSV/TensorBoard loggers (MLflow is the record), no
 # de-duplicated log lines hiding a worker's error.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")

@@ -40,11 +40,14 @@ def local_ray() -> Iterator[None]:
         ray.shutdown()
 
 
-@pytest.fixture
-def where(tmp_path: Path) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def where(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    # One MLflow store for the module (creating a SQLite store takes seconds); each test
+    # makes its own study in it.
+    home = tmp_path_factory.mktemp("runner")
     return {
-        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "storage_path": tmp_path / "ray_results",
+        "tracking_uri": f"sqlite:///{home / 'mlflow.db'}",
+        "storage_path": home / "ray_results",
     }
 
 
@@ -174,5 +177,5 @@ def test_a_study_the_cluster_cannot_place_is_refused(
     local_ray: None, where: dict[str, Any]
 ) -> None:
     spec = _digits(resources_per_trial={"cpu": 1, "gpu": 0.5})
-    with pytest.raises(ClusterError, match="resources_per_trial.gpu=0"):
+    with pytest.raises(ClusterError, match=r"resources_per_trial\.gpu=0"):
         runner.run_spec(spec, **where)
