@@ -33,7 +33,9 @@ class MlflowUi:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, timeout_s: float = 60.0) -> None:
+    def start(self, *, wait_s: float | None = None) -> None:
+        """Start the server; with ``wait_s``, wait that long for its /health. The service
+        does not wait (the API works without the UI, which takes a while on a busy machine)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         command = [
@@ -59,6 +61,28 @@ class MlflowUi:
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
+        if wait_s is not None:
+            self.wait(timeout_s=wait_s)
+
+    def state(self) -> str:
+        """ "ok", "starting" or why not."""
+        if self._process is None:
+            return "not started"
+        if self._process.poll() is not None:
+            return (
+                f"exited with code {self._process.returncode}; see {self.log_dir / 'mlflow-ui.log'}"
+            )
+        try:
+            return (
+                "ok"
+                if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200
+                else "starting"
+            )
+        except httpx.HTTPError:
+            return "starting"
+
+    def wait(self, *, timeout_s: float) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

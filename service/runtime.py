@@ -12,7 +12,7 @@ from service.jobs import StudyJobs
 from service.local_ray import LocalRayHead
 from service.mlflow_ui import MlflowUi
 from service.settings import Settings
-from studies import paths
+from studies import paths, tracking
 from studies.errors import RobustnessError
 from studies.results import StudyStatus
 
@@ -54,6 +54,17 @@ class Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         logs = settings.home / "logs"
         try:
+            if settings.embedded and settings.mlflow_ui and not settings.mlflow_ui_url:
+                # the store's tables exist before a second process opens it
+                tracking.list_studies(tracking_uri=settings.tracking_uri, limit=1)
+                # started first and not waited for: it comes up while Ray does
+                self.ui = MlflowUi(
+                    tracking_uri=settings.tracking_uri,
+                    artifacts_dir=paths.artifacts_dir(),
+                    log_dir=logs,
+                )
+                self.ui.start()
+                log.info("MLflow UI starting at %s", self.ui.url)
             if settings.embedded:
                 self.head = LocalRayHead(num_cpus=settings.ray_num_cpus, log_dir=logs)
                 self.head.start(timeout_s=settings.ray_start_timeout_s)
@@ -61,14 +72,6 @@ class Runtime:
                 address = self.head.dashboard_url
             else:
                 address = settings.ray_address or ""
-            if settings.embedded and settings.mlflow_ui and not settings.mlflow_ui_url:
-                self.ui = MlflowUi(
-                    tracking_uri=settings.tracking_uri,
-                    artifacts_dir=paths.artifacts_dir(),
-                    log_dir=logs,
-                )
-                self.ui.start()
-                log.info("MLflow UI at %s", self.ui.url)
             self.jobs = StudyJobs(address, job_env=settings.job_env())
             self.service = StudyService(settings, jobs=self.jobs)
             self.resumed = self.service.recover()

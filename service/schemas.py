@@ -143,3 +143,4 @@ class Readiness(BaseModel):
     mlflow: str
     ray_address: str | None = None
     mlflow_ui: str | None = None
+    mlflow_ui_state: str | None = None  # the embedded UI: "ok", "starting" or why not

@@ -26,5 +26,6 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         mlflow=mlflow_state,
         ray_address=runtime.ray_dashboard or runtime.settings.ray_address,
         mlflow_ui=runtime.mlflow_ui_url,
+        mlflow_ui_state=runtime.ui.state() if runtime.ui is not None else None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
