@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,7 +138,10 @@ _clients: dict[str, MlflowClient] = {}
 _experiment_ids: dict[tuple[str, str], str] = {}
 _parents: dict[tuple[str, str], Run] = {}  # (uri, study_id) -> parent run (ids/info only)
 _trial_runs: dict[tuple[str, str, str], str] = {}  # (uri, parent run id, trial id) -> run id
-_snapshots: dict[tuple[str, str, str], list[TrialRecord]] = {}  # (uri, study, token) -> trials
+# Finished studies' trials, (uri, study, snapshot token) -> trials, least recently used first.
+# Bounded: a 1000-trial x 164-epoch study holds ~25 MB of Python floats.
+_snapshots: OrderedDict[tuple[str, str, str], list[TrialRecord]] = OrderedDict()
+_SNAPSHOTS_KEPT = 8  # studies
 # Trial writes made by this process, and the count when each study was last snapshotted here:
 # a study finished right after its snapshot (the runner's report does one) is not read twice.
 _trial_writes = 0
@@ -601,18 +605,21 @@ def end_trial(
 def load_trials(study_id: str, *, tracking_uri: str) -> list[TrialRecord]:
     """Every trial of a study with its full per-epoch histories, ordered by trial id.
 
-    A finished study with a snapshot: one artifact, then this process's cache. Otherwise: the
-    trial runs, and their metric histories in bulk."""
+    A finished study with a snapshot: one artifact, then this process's cache (the records are
+    shared with it: read them, don't mutate their histories). Otherwise: the trial runs, and
+    their metric histories in bulk."""
     parent = _fresh_parent(tracking_uri, study_id)
     tags = _study_tags_of(parent)
     token = tags.get(TAG_SNAPSHOT)
     if token and tags.get(TAG_STATUS) in TERMINAL_STUDY_STATUSES:
         key = (tracking_uri, study_id, token)
         cached = _snapshots.get(key)
+        if cached is not None:
+            _snapshots.move_to_end(key)
         if cached is None:
             data = _download(tracking_uri, parent, SNAPSHOT_ARTIFACT, study_id=study_id)
             cached = trials_from_json(data)
-            _snapshots[key] = cached
+            _keep_snapshot(key, cached)
         return list(cached)
     return _load_trials_live(tracking_uri, parent)
 
@@ -631,9 +638,18 @@ def snapshot_trials(study_id: str, *, tracking_uri: str) -> list[TrialRecord]:
         client.log_artifact(parent.info.run_id, str(path))
     token = uuid.uuid4().hex
     client.set_tag(parent.info.run_id, TAG_SNAPSHOT, token)
-    _snapshots[(tracking_uri, study_id, token)] = list(trials)
+    _keep_snapshot((tracking_uri, study_id, token), list(trials))
     _snapshot_marks[(tracking_uri, study_id)] = (token, writes_before)
     return trials
+
+
+def _keep_snapshot(key: tuple[str, str, str], trials: list[TrialRecord]) -> None:
+    with _lock:
+        for old in [k for k in _snapshots if k[:2] == key[:2]]:  # the study's older snapshots
+            del _snapshots[old]
+        _snapshots[key] = trials
+        while len(_snapshots) > _SNAPSHOTS_KEPT:
+            _snapshots.popitem(last=False)
 
 
 def trials_to_json(trials: Iterable[TrialRecord], *, study_id: str) -> str:
@@ -667,10 +683,77 @@ def trials_from_json(data: bytes | str) -> list[TrialRecord]:
 
 def _load_trials_live(tracking_uri: str, parent: Run) -> list[TrialRecord]:
     client = _client(tracking_uri)
-    runs = _trial_runs_of(client, parent)
-    histories = _bulk_histories(client, runs)
-    trials = [_trial_from_run(run, histories.get(run.info.run_id, {})) for run in runs]
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = client._tracking_client.store
+    if isinstance(store, SqlAlchemyStore):
+        trials = _sql_trials(store, parent.info.run_id)
+    else:
+        runs = _trial_runs_of(client, parent)
+        histories = _bulk_histories(client, runs)
+        trials = [_trial_from_run(run, histories.get(run.info.run_id, {})) for run in runs]
     return sorted(trials, key=lambda trial: trial.trial_id)
+
+
+_TRIAL_PARAMS = ("optimizer", "lr", "warmup", "warmup_steps", "seed")
+_TRIAL_TAGS = (TAG_KIND, TAG_TRIAL_ID, TAG_STATUS, TAG_NODE)
+
+
+def _sql_trials(store: Any, parent_run_id: str) -> list[TrialRecord]:
+    """A study's trials straight from the store's tables: the nested runs (by their
+    ``mlflow.parentRunId`` tag), their few tags and params, ``train_seconds``, and the metric
+    histories. A handful of queries instead of MLflow's ``search_runs``, which builds every
+    run's full entity (3 s for 1000 runs here, against ~0.1 s)."""
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    from sqlalchemy import select
+
+    runs_t, tags_t = SqlRun.__table__, SqlTag.__table__
+    params_t, latest_t = SqlParam.__table__, SqlLatestMetric.__table__
+    names: dict[str, str] = {}
+    tags: dict[str, dict[str, str]] = {}
+    params: dict[str, dict[str, str]] = {}
+    train_seconds: dict[str, float] = {}
+    with store.ManagedSessionMaker() as session:
+        connection = session.connection()
+        query: Any = (
+            select(runs_t.c.run_uuid, runs_t.c.name)
+            .join(tags_t, tags_t.c.run_uuid == runs_t.c.run_uuid)
+            .where(
+                tags_t.c.key == TAG_PARENT,
+                tags_t.c.value == parent_run_id,
+                runs_t.c.lifecycle_stage == "active",
+            )
+        )
+        names = {run_id: name for run_id, name in connection.execute(query)}
+        for chunk in _chunks(list(names), _SQL_RUNS_PER_QUERY):
+            query = select(tags_t.c.run_uuid, tags_t.c.key, tags_t.c.value).where(
+                tags_t.c.run_uuid.in_(chunk), tags_t.c.key.in_(_TRIAL_TAGS)
+            )
+            for run_id, key, value in connection.execute(query):
+                tags.setdefault(run_id, {})[key] = value
+            query = select(params_t.c.run_uuid, params_t.c.key, params_t.c.value).where(
+                params_t.c.run_uuid.in_(chunk), params_t.c.key.in_(_TRIAL_PARAMS)
+            )
+            for run_id, key, value in connection.execute(query):
+                params.setdefault(run_id, {})[key] = value
+            query = select(latest_t.c.run_uuid, latest_t.c.value, latest_t.c.is_nan).where(
+                latest_t.c.run_uuid.in_(chunk), latest_t.c.key == "train_seconds"
+            )
+            for run_id, value, is_nan in connection.execute(query):
+                train_seconds[run_id] = math.nan if is_nan else value
+    trial_ids = [run_id for run_id in names if tags.get(run_id, {}).get(TAG_KIND) == "trial"]
+    histories = _sql_histories(store, trial_ids)
+    return [
+        _trial_record(
+            run_id,
+            names[run_id] or run_id,
+            params.get(run_id, {}),
+            tags[run_id],
+            train_seconds.get(run_id),
+            histories.get(run_id, {}),
+        )
+        for run_id in trial_ids
+    ]
 
 
 def _trial_runs_of(client: MlflowClient, parent: Run) -> list[Run]:
@@ -691,13 +774,28 @@ def _trial_runs_of(client: MlflowClient, parent: Run) -> list[Run]:
 
 
 def _trial_from_run(run: Run, history: dict[str, list[float]]) -> TrialRecord:
-    params: dict[str, str] = run.data.params
-    tags: dict[str, str] = run.data.tags
     metrics: dict[str, float] = run.data.metrics
+    return _trial_record(
+        run.info.run_id,
+        run.info.run_name or run.info.run_id,
+        run.data.params,
+        run.data.tags,
+        metrics.get("train_seconds"),
+        history,
+    )
+
+
+def _trial_record(
+    run_id: str,
+    run_name: str,
+    params: Mapping[str, str],
+    tags: Mapping[str, str],
+    train_seconds: float | None,
+    history: dict[str, list[float]],
+) -> TrialRecord:
     status = tags.get(TAG_STATUS, "running")
-    train_seconds = metrics.get("train_seconds")
     return TrialRecord(
-        trial_id=tags.get(TAG_TRIAL_ID, run.info.run_name or run.info.run_id),
+        trial_id=tags.get(TAG_TRIAL_ID, run_name),
         optimizer=params.get("optimizer", ""),
         lr=float(params.get("lr", "nan")),
         warmup=params.get("warmup", "none"),
@@ -706,7 +804,7 @@ def _trial_from_run(run: Run, history: dict[str, list[float]]) -> TrialRecord:
         status=cast(TrialStatus, status if status in TRIAL_STATUSES else "failed"),
         history={name: history[name] for name in sorted(history) if name != "train_seconds"},
         node=tags.get(TAG_NODE) or None,
-        run_id=run.info.run_id,
+        run_id=run_id,
         train_seconds=_finite_or_inf(train_seconds) if train_seconds is not None else None,
     )
 
@@ -744,19 +842,16 @@ class _Histories:
 
 
 def _bulk_histories(client: MlflowClient, runs: Sequence[Run]) -> dict[str, dict[str, list[float]]]:
-    """Every per-epoch metric history of these runs, in bulk: SQL when the store is a database,
-    the server's get-history-bulk endpoint when it is a server, one call per run otherwise."""
+    """Every per-epoch metric history of these runs (not from a SQL store: ``_sql_trials``
+    reads those): the server's get-history-bulk endpoint, or one call per run for any other."""
     histories = _Histories()
     run_ids = [run.info.run_id for run in runs]
     if not run_ids:
         return {}
     store = client._tracking_client.store
     from mlflow.store.tracking.rest_store import RestStore
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    if isinstance(store, SqlAlchemyStore):
-        return _sql_histories(store, run_ids)
-    elif isinstance(store, RestStore):
+    if isinstance(store, RestStore):
         # The keys any run logged, from the latest values search_runs already returned.
         keys = sorted({key for run in runs for key in run.data.metrics} - {"train_seconds"})
         _rest_histories(store, run_ids, keys, histories)
