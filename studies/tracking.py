@@ -197,6 +197,7 @@ def clear_caches() -> None:
         _trial_runs.clear()
         _snapshots.clear()
         _snapshot_marks.clear()
+        _live_histories.clear()
 
 
 def _sqlite_artifact_location(tracking_uri: str) -> str | None:
@@ -605,9 +606,9 @@ def end_trial(
 def load_trials(study_id: str, *, tracking_uri: str) -> list[TrialRecord]:
     """Every trial of a study with its full per-epoch histories, ordered by trial id.
 
-    A finished study with a snapshot: one artifact, then this process's cache (the records are
-    shared with it: read them, don't mutate their histories). Otherwise: the trial runs, and
-    their metric histories in bulk."""
+    A finished study with a snapshot: one artifact, then this process's cache. Otherwise: the
+    trial runs, and their metric histories in bulk (re-reading only runs with new rows). The
+    histories are shared with those caches: read them, don't mutate them."""
     parent = _fresh_parent(tracking_uri, study_id)
     tags = _study_tags_of(parent)
     token = tags.get(TAG_SNAPSHOT)
@@ -639,6 +640,9 @@ def snapshot_trials(study_id: str, *, tracking_uri: str) -> list[TrialRecord]:
     token = uuid.uuid4().hex
     client.set_tag(parent.info.run_id, TAG_SNAPSHOT, token)
     _keep_snapshot((tracking_uri, study_id, token), list(trials))
+    finished_runs = {trial.run_id for trial in trials}
+    for key in [key for key in _live_histories if key[1] in finished_runs]:
+        del _live_histories[key]  # the snapshot serves them from now on
     _snapshot_marks[(tracking_uri, study_id)] = (token, writes_before)
     return trials
 
@@ -742,7 +746,7 @@ def _sql_trials(store: Any, parent_run_id: str) -> list[TrialRecord]:
             for run_id, value, is_nan in connection.execute(query):
                 train_seconds[run_id] = math.nan if is_nan else value
     trial_ids = [run_id for run_id in names if tags.get(run_id, {}).get(TAG_KIND) == "trial"]
-    histories = _sql_histories(store, trial_ids)
+    histories = _sql_histories_incremental(store, trial_ids)
     return [
         _trial_record(
             run_id,
@@ -861,6 +865,48 @@ def _bulk_histories(client: MlflowClient, runs: Sequence[Run]) -> dict[str, dict
                 for metric in client.get_metric_history(run.info.run_id, key):
                     histories.add(run.info.run_id, key, metric.step, metric.timestamp, metric.value)
     return histories.result()
+
+
+# Live reads of a running study re-read only the runs whose metric-row count changed (rows are
+# only ever added, a rewritten epoch included): (store url, run id) -> (rows, histories).
+_live_histories: dict[tuple[str, str], tuple[int, dict[str, list[float]]]] = {}
+_LIVE_RUNS_KEPT = 5_000  # runs (164 epochs x 4 metrics: ~20 kB each); past it, start over
+
+
+def _sql_histories_incremental(
+    store: Any, run_ids: Sequence[str]
+) -> dict[str, dict[str, list[float]]]:
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+    from sqlalchemy import func, select
+
+    table = SqlMetric.__table__
+    counts: dict[str, int] = {}
+    with store.ManagedSessionMaker() as session:
+        connection = session.connection()
+        for chunk in _chunks(list(run_ids), _SQL_RUNS_PER_QUERY):
+            query: Any = (
+                select(table.c.run_uuid, func.count())
+                .where(table.c.run_uuid.in_(chunk))
+                .group_by(table.c.run_uuid)
+            )
+            counts.update({run_id: int(rows) for run_id, rows in connection.execute(query)})
+    url = str(getattr(store, "db_uri", id(store)))
+    result: dict[str, dict[str, list[float]]] = {}
+    stale: list[str] = []
+    for run_id in run_ids:
+        cached = _live_histories.get((url, run_id))
+        if cached is not None and cached[0] == counts.get(run_id, 0):
+            result[run_id] = cached[1]
+        else:
+            stale.append(run_id)
+    fresh = _sql_histories(store, stale) if stale else {}
+    if len(_live_histories) + len(stale) > _LIVE_RUNS_KEPT:
+        _live_histories.clear()
+    for run_id in stale:
+        history = fresh.get(run_id, {})
+        _live_histories[(url, run_id)] = (counts.get(run_id, 0), history)
+        result[run_id] = history
+    return result
 
 
 def _sql_histories(store: Any, run_ids: Sequence[str]) -> dict[str, dict[str, list[float]]]:
