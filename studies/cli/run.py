@@ -97,9 +97,9 @@ class ProgressLine:
     """One live line on a terminal (rewritten in place); plain lines when the counts change
     otherwise (logs, CI, a Ray Job's output)."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.live = stream.isatty()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream: TextIO = stream if stream is not None else sys.stderr
+        self.live = self.stream.isatty()
         self.started = time.monotonic()
         self.last = ""
 
@@ -132,16 +132,25 @@ class ProgressLine:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studies import runner  # Ray and torch: only for the commands that run something
-
     tracking_uri = args.tracking_uri or paths.mlflow_uri()
     if args.study_id is not None and (args.target or args.overrides):
         raise SpecError("--study-id runs a study as created; give no spec or --set", field="--set")
     if args.resume and args.study_id is None:
         raise SpecError("--resume continues a study: give its --study-id", field="--resume")
+    spec = None
+    if args.study_id is None:
+        spec = load_target(args.target, args.overrides, max_trials=args.max_trials)
+        if args.dry_run:
+            print(spec.to_json())
+            print(f"{spec.num_trials} trials", file=sys.stderr)
+            return 0
+        print(f"study {spec.name}: {spec.num_trials} trials", file=sys.stderr)
+
+    from studies import runner  # Ray and torch: only once there is something to run
+
     line = ProgressLine()
     try:
-        if args.study_id is not None:
+        if spec is None:
             record = runner.run_study(
                 args.study_id,
                 tracking_uri=tracking_uri,
@@ -152,12 +161,6 @@ def run(args: argparse.Namespace) -> int:
                 data_dir=args.data_dir,
             )
         else:
-            spec = load_target(args.target, args.overrides, max_trials=args.max_trials)
-            if args.dry_run:
-                print(spec.to_json())
-                print(f"{spec.num_trials} trials", file=sys.stderr)
-                return 0
-            print(f"study {spec.name}: {spec.num_trials} trials", file=sys.stderr)
             record = runner.run_spec(
                 spec,
                 tracking_uri=tracking_uri,

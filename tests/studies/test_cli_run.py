@@ -1,0 +1,112 @@
+"""``robustness run`` and ``robustness presets`` as a user runs them.
+
+The end-to-end test runs the real command in a subprocess on the embedded default (it starts
+and stops its own local Ray; MLflow in SQLite under a tmp ROBUSTNESS_HOME) and reads the
+records back from MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from studies import tracking
+from studies.cli import main
+from studies.presets import PRESETS
+from studies.spec import StudySpec
+
+
+def test_presets_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name, spec in PRESETS.items():
+        assert name in out and f"{spec.num_trials} trials" in out
+
+
+def test_a_printed_preset_is_a_valid_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["presets", "figure7"]) == 0
+    assert StudySpec.parse(capsys.readouterr().out) == PRESETS["figure7"]
+
+
+def test_dry_run_applies_overrides(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["run", "figure6-quick", "--dry-run", "--set", "epochs=1", "--set", "learning_rates=[0.1]"]
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    spec = StudySpec.parse(captured.out)
+    assert spec.epochs == 1 and spec.learning_rates == [0.1]
+    assert "3 trials" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "no-such-preset"], "neither a preset"),
+        (["run", "figure6-quick", "--set", "epochs=0"], "epochs"),
+        (["run", "figure6-quick", "--set", "epochs"], "KEY=VALUE"),
+        (["run", "--resume"], "--study-id"),
+        (["run", "figure6", "--study-id", "abc"], "--study-id"),
+        (["run", "figure6", "--max-trials", "10", "--dry-run"], "limit of 10"),
+    ],
+)
+def test_bad_input_exits_2_with_the_reason(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_a_digits_spec_file_end_to_end(tmp_path: Path) -> None:
+    spec = {
+        "name": "cli-digits",
+        "dataset": "digits",
+        "model": "mlp",
+        "optimizers": ["radam", "sgd"],
+        "learning_rates": [0.01, 0.1],
+        "epochs": 3,
+        "batch_size": 64,
+    }
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "ROBUSTNESS_HOME": str(home),
+        "RAY_DEDUP_LOGS": "0",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("RAY_ADDRESS", None)  # the embedded default, never someone else's cluster
+    done = subprocess.run(
+        [sys.executable, "-m", "studies", "run", str(spec_file), "--set", "epochs=2"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["status"] == "succeeded"
+    assert "[4/4]" in done.stderr  # the progress line reached the end
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    assert outcome["tracking_uri"] == uri
+
+    record = tracking.get_study(outcome["study_id"], tracking_uri=uri)
+    assert record.status == "succeeded" and record.run_id == outcome["run_id"]
+    trials = tracking.load_trials(outcome["study_id"], tracking_uri=uri)
+    assert sorted(t.trial_id for t in trials) == sorted(
+        c.key for c in StudySpec.parse(spec).trial_configs()
+    )
+    assert len({t.run_id for t in trials}) == 4
+    for trial in trials:
+        assert trial.status == "finished"
+        for metric in ("train_loss", "test_loss", "test_acc", "lr"):
+            assert len(trial.history[metric]) == 2, (trial.trial_id, metric)  # --set epochs=2
+        assert trial.node
