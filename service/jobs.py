@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +20,7 @@ JobState = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED", "MISS
 ACTIVE_STATES: frozenset[str] = frozenset({"PENDING", "RUNNING"})
 JOB_METADATA = {"robustness": "study"}  # marks our jobs on a shared cluster
 
+AGENT_WAIT_S = 60.0  # seconds to wait for a fresh head's job agent
 _STUDY_ID = re.compile(r"^[0-9a-f]{8,64}$")
 
 
@@ -66,19 +68,25 @@ class StudyJobs:
             raise ClusterError(f"cannot reach the Ray Jobs API at {address}: {exc}") from exc
 
     def submit(self, study_id: str, *, resume: bool = False) -> None:
-        try:
-            self._client.submit_job(
-                entrypoint=entrypoint(study_id, resume=resume),
-                submission_id=study_id,
-                runtime_env={"env_vars": dict(self._job_env)},
-                metadata=dict(JOB_METADATA),
-            )
-        except ClusterError:
-            raise
-        except Exception as exc:
-            raise ClusterError(
-                f"Ray refused the job of study {study_id}: {brief(str(exc))}"
-            ) from exc
+        command = entrypoint(study_id, resume=resume)
+        deadline = time.monotonic() + AGENT_WAIT_S
+        while True:
+            try:
+                self._client.submit_job(
+                    entrypoint=command,
+                    submission_id=study_id,
+                    runtime_env={"env_vars": dict(self._job_env)},
+                    metadata=dict(JOB_METADATA),
+                )
+                return
+            except Exception as exc:
+                # a head that just started answers before its job agent has registered
+                if "No available agent" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    continue
+                raise ClusterError(
+                    f"Ray refused the job of study {study_id}: {brief(str(exc))}"
+                ) from exc
 
     def info(self, study_id: str) -> JobInfo:
         try:

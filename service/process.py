@@ -60,6 +60,15 @@ class ServiceProcess:
         )
         if self.log_path:
             out.close()  # type: ignore[union-attr]
+        try:
+            self._wait_healthy(timeout_s=timeout_s)
+        except BaseException:  # Ctrl-C while starting, or it never came up: leave nothing
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self, *, timeout_s: float) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -69,11 +78,10 @@ class ServiceProcess:
                 )
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        self.stop()
         raise ClusterError(f"the service did not answer /healthz within {timeout_s:.0f} s")
 
     def stop(self) -> int | None:
