@@ -28,6 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -246,6 +247,181 @@ class MlflowServer:
                 _signal_group(process.pid, signal.SIGKILL)
                 process.wait(timeout=15)
             _signal_group(process.pid, signal.SIGKILL)  # a worker that outlived the server
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class RayCluster:
+    """A Ray head and workers as separate ``ray start --block`` processes, as in the stack.
+
+    The head runs no trials (``--num-cpus=0 --num-gpus=0``); each worker offers
+    ``worker_cpus``. Token auth is on (``RAY_AUTH_MODE=token``, a fresh ``RAY_AUTH_TOKEN``).
+
+    Everything stays on a loopback address: Ray 2.60 turns ``--node-ip-address=127.0.0.1``
+    (and ``localhost``) into the machine's outward address, but any other 127.x address is
+    taken as given, and the whole 127.0.0.0/8 range is loopback on Linux. Every port is picked
+    free (GCS, dashboard, client server, agents, worker ranges), so the cluster does not collide
+    with another Ray on the machine. Each node runs in its own session; ``stop`` signals those
+    process groups and then any process left that names this cluster's temp dir.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        worker_cpus: int = 1,  # CPU cores each worker offers
+        node_ip: str = "127.0.0.2",
+        startup_timeout_s: float = 180.0,  # seconds, the whole cluster
+    ) -> None:
+        self.workers = workers
+        self.worker_cpus = worker_cpus
+        self.node_ip = node_ip
+        self.startup_timeout_s = startup_timeout_s
+        self.token = secrets.token_hex(32)
+        self.port = free_port()
+        self.dashboard_port = free_port()
+        self.address = f"{node_ip}:{self.port}"
+        self.dashboard_url = f"http://{node_ip}:{self.dashboard_port}"
+        self.root = Path(tempfile.mkdtemp(prefix="robustness-ray-"))
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._ray = str(Path(sys.executable).parent / "ray")
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment a client of this cluster needs (token auth)."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
+
+    def _start_node(self, name: str, *args: str) -> None:
+        env = {**os.environ, **self.env, "RAY_USAGE_STATS_ENABLED": "0"}
+        env.pop("RAY_ADDRESS", None)  # never attach to someone else's cluster
+        common = [
+            f"--node-ip-address={self.node_ip}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}",
+            "--num-gpus=0",
+            "--disable-usage-stats",
+            "--block",
+        ]
+        with (self.root / f"{name}.log").open("wb") as log:
+            self._processes.append(
+                subprocess.Popen(
+                    [self._ray, "start", *args, *common],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+            )
+
+    def _alive_nodes(self) -> int:
+        result = subprocess.run(
+            [self._ray, "status", "--address", self.address],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        active = result.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0]
+        return active.count(" node_") if result.returncode == 0 else 0
+
+    def start(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        self._start_node(
+            "head",
+            "--head",
+            f"--port={self.port}",
+            "--num-cpus=0",
+            f"--dashboard-host={self.node_ip}",
+            f"--dashboard-port={self.dashboard_port}",
+            f"--ray-client-server-port={free_port()}",
+            f"--temp-dir={self.root / 'tmp'}",
+        )
+        self._wait(deadline, lambda: self._healthy(), "the head's GCS")
+        # One at a time: a raylet must register within Ray's fixed 30 s, which several
+        # starting at once on a busy 2-core machine can miss.
+        for i in range(self.workers):
+            low = 20000 + 1000 * i + (os.getpid() % 20) * 50  # worker ports, disjoint per node
+            self._start_node(
+                f"worker{i}",
+                f"--address={self.address}",
+                f"--num-cpus={self.worker_cpus}",
+                f"--min-worker-port={low}",
+                f"--max-worker-port={low + 49}",
+            )
+            self._wait(
+                deadline, lambda n=i + 2: self._alive_nodes() == n, f"{i + 1} worker(s) alive"
+            )
+
+    def _healthy(self) -> bool:
+        result = subprocess.run(
+            [self._ray, "health-check", "--address", self.address],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            timeout=60,
+        )
+        return result.returncode == 0
+
+    def _wait(self, deadline: float, ready: Callable[[], bool], what: str) -> None:
+        while time.monotonic() < deadline:
+            for process in self._processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a Ray node exited while waiting for {what}: {self.logs()}")
+            if ready():
+                return
+            time.sleep(1.0)
+        raise TimeoutError(
+            f"Ray cluster: no {what} after {self.startup_timeout_s} s: {self.logs()}"
+        )
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(self.root.glob("*.log"))
+        )
+
+    def stop(self) -> None:
+        processes, self._processes = self._processes, []
+        for process in reversed(processes):  # workers first, the head last
+            _signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10  # seconds for a graceful stop, all nodes together
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait(timeout=20)
+            _signal_group(process.pid, signal.SIGKILL)  # children left in the group
+        # Ray's own daemons (raylet, GCS, agents, workers) may leave the group: they all name
+        # this cluster's temp dir or GCS address on their command line.
+        marks = (str(self.root).encode(), f"{self.node_ip}:{self.port}".encode())
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if any(mark in cmdline for mark in marks):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(proc.name), signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Self:
