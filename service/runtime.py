@@ -50,7 +50,7 @@ class Runtime:
     def start(self) -> None:
         settings = self.settings
         # the engine's defaults (paths.home(), data_dir(), mlflow_uri()) follow the settings
-        os.environ.update(settings.job_env())
+        os.environ.update(settings.local_env())
         settings.home.mkdir(parents=True, exist_ok=True)
         logs = settings.home / "logs"
         try:

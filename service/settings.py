@@ -10,6 +10,7 @@ request), and the limits.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -75,10 +76,24 @@ class Settings(BaseSettings):
         token = self.api_token.get_secret_value() if self.api_token else ""
         return token or None  # an empty API_TOKEN means no token
 
-    def job_env(self) -> dict[str, str]:
-        """What a study's Ray Job needs to find the same records and data."""
+    def local_env(self) -> dict[str, str]:
+        """The engine's environment in this process (``studies.paths`` reads it)."""
         return {
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "ROBUSTNESS_HOME": str(self.home),
             "ROBUSTNESS_DATA_DIR": str(self.resolved_data_dir),
         }
+
+    def job_env(self) -> dict[str, str]:
+        """What a study's Ray Job needs to find the same records, data and Tune state. On a
+        cluster, paths are passed only when set explicitly (the nodes' own defaults otherwise:
+        this machine's paths need not exist there)."""
+        env = {"MLFLOW_TRACKING_URI": self.tracking_uri}
+        if self.embedded or "robustness_home" in self.model_fields_set:
+            env["ROBUSTNESS_HOME"] = str(self.home)
+        if self.embedded or "data_dir" in self.model_fields_set:
+            env["ROBUSTNESS_DATA_DIR"] = str(self.resolved_data_dir)
+        for name in ("ROBUSTNESS_STORAGE", "ROBUSTNESS_OPTUNA_STORAGE", "ROBUSTNESS_MAX_TRIALS"):
+            if os.environ.get(name):  # shared storage a cluster's nodes reach
+                env[name] = os.environ[name]
+        return env

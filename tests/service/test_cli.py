@@ -56,4 +56,6 @@ def test_settings_make_sqlite_paths_absolute(
     settings = Settings(mlflow_tracking_uri="sqlite:///rel/mlflow.db", robustness_home="h")  # type: ignore[arg-type]
     assert settings.tracking_uri == f"sqlite:///{tmp_path}/rel/mlflow.db"
     assert settings.job_env()["ROBUSTNESS_HOME"] == f"{tmp_path}/h"
+    cluster = Settings(ray_address="http://head:8265", mlflow_tracking_uri="http://mlflow:5000")  # type: ignore[arg-type]
+    assert cluster.job_env() == {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
     assert Settings(api_token="").token() is None  # type: ignore[arg-type]
