@@ -23,7 +23,9 @@ Three implementations sit behind the class:
 
 By default a group takes the fastest exact path its tensors allow: ``fused`` for floating
 point tensors on a device with fused Adam kernels, else ``foreach`` where torch has foreach
-kernels for the device, else ``single``.
+kernels for the device, else ``single``. In float32 and float64 the paths agree to rounding;
+in float16/bfloat16 the fused kernel computes in float32 and rounds once, where the other
+paths (and torch.optim.RAdam) round after every operation.
 """
 
 from __future__ import annotations
