@@ -433,3 +433,31 @@ def test_finishing_right_after_a_snapshot_does_not_snapshot_again(
     assert client.get_run(record.run_id).data.tags["robustness.snapshot"] not in (token, stale)
     (trial,) = tracking.load_trials(study_id, tracking_uri=uri)
     assert trial.history["test_acc"] == [0.2, 0.4]
+
+
+def test_snapshot_format_is_exact_for_non_finite_values() -> None:
+    trial = TrialRecord(
+        trial_id="t1",
+        optimizer="sgd",
+        lr=1.0,
+        warmup="none",
+        warmup_steps=0,
+        seed=3,
+        status="diverged",
+        history={"train_loss": [2.3, math.inf, -math.inf, math.nan], "test_acc": [0.1 / 3]},
+        node=None,
+        run_id="r1",
+        train_seconds=None,
+    )
+    text = tracking.trials_to_json([trial], study_id="s1")
+    (back,) = tracking.trials_from_json(text)
+    assert back.history["train_loss"][:3] == [2.3, math.inf, -math.inf]
+    assert math.isnan(back.history["train_loss"][3])
+    assert back.history["test_acc"] == [0.1 / 3]
+    assert back == TrialRecord(**{**trial.__dict__, "history": back.history})
+    assert json.loads(text)["version"] == 2
+    # Version 1 (plain JSON numbers) still reads.
+    v1 = json.dumps({"version": 1, "study_id": "s1", "trials": [{**trial.__dict__}]})
+    assert tracking.trials_from_json(v1)[0].history["test_acc"] == [0.1 / 3]
+    with pytest.raises(TrackingError, match="version"):
+        tracking.trials_from_json('{"version": 99, "trials": []}')
