@@ -80,6 +80,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "coupled_decay": {"weight_decay": 0.1},
     "decoupled_decay": {"weight_decay": 0.1, "decoupled_weight_decay": True},
     "maximize": {"maximize": True},
+    "coupled_maximize": {"weight_decay": 0.1, "maximize": True},
     "decoupled_maximize": {"weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True},
 }
 
