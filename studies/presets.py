@@ -75,9 +75,10 @@ _RAW_PRESETS: dict[str, dict[str, Any]] = {
         "optimizers": ["sgd", "adamw", "radam"],
         "learning_rates": FIGURE6_LRS,
         "seeds": [0],
-        "epochs": 3,
+        "epochs": 2,
         "batch_size": 128,
-        "train_subset": 6000,  # first 6,000 of 60,000 training images; all 10,000 test images
+        "train_subset": 8000,  # first 8,000 of the 60,000 training images
+        "test_subset": 5000,  # first 5,000 of the 10,000 test images
         "weight_decay": 1e-4,
         "resources_per_trial": {"cpu": 1, "gpu": 0},
     },

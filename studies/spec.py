@@ -215,6 +215,7 @@ class StudySpec(_Strict):
     eps: float = Field(default=1e-8, gt=0.0, allow_inf_nan=False)  # Adam family
     augment: bool = False  # random crop (pad 4) + horizontal flip of training images
     train_subset: int | None = Field(default=None, ge=1)  # first N training examples
+    test_subset: int | None = Field(default=None, ge=1)  # first N test examples (quick studies)
     # A trial stops, recorded as diverged, when a batch's loss is non-finite or above this
     # (nats; cross-entropy starts near ln(10) = 2.3). None: only a non-finite loss stops it.
     divergence_loss: float | None = Field(default=1e4, gt=0.0)

@@ -150,14 +150,20 @@ def pick_device(gpus: float) -> torch.device:
 
 
 def get_dataset(spec: StudySpec, *, data_dir: str | None, device: torch.device) -> Dataset:
-    """The spec's dataset, loaded once per process; its augmentation set by the spec."""
+    """The spec's dataset, loaded once per process; its augmentation and test subset (the
+    first ``test_subset`` examples) set by the spec."""
     key = (spec.dataset, spec.train_subset, str(data_dir), str(device))
     if key not in _DATASETS:
         _DATASETS[key] = load_dataset(
             spec.dataset, data_dir=data_dir, train_subset=spec.train_subset, device=device
         )
     ds = _DATASETS[key]
-    return ds if ds.augment == spec.augment else dataclasses.replace(ds, augment=spec.augment)
+    if ds.augment != spec.augment:
+        ds = dataclasses.replace(ds, augment=spec.augment)
+    if spec.test_subset is not None and spec.test_subset < ds.num_test:
+        n = spec.test_subset  # views, no copy
+        ds = dataclasses.replace(ds, test_x=ds.test_x[:n], test_y=ds.test_y[:n])
+    return ds
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -50,6 +50,7 @@ def test_quick_preset_is_figure6_small() -> None:
     assert spec.dataset == "fashion_mnist" and spec.resources_per_trial.gpu == 0
     assert spec.learning_rates == FIGURE6_LRS
     assert spec.num_trials == 12
+    assert spec.train_subset is not None and spec.test_subset is not None  # sized for 2 CPUs
 
 
 def test_every_preset_is_named_after_itself() -> None:

@@ -141,3 +141,16 @@ def test_optuna_configs_pick_the_seed_by_repeat_index() -> None:
     spec = _spec(seeds=[5, 7], search={"kind": "optuna", "num_samples": 3})
     cfg = trial_from_config({"optimizer": "sgd", "lr": 0.02, "__trial_index__": 1}, spec)
     assert cfg == TrialConfig(optimizer="sgd", lr=0.02, seed=7)
+
+
+def test_the_spec_sets_augmentation_and_the_test_subset_without_reloading() -> None:
+    import torch
+
+    from studies.trainable import get_dataset
+
+    cpu = torch.device("cpu")
+    whole = get_dataset(_spec(), data_dir=None, device=cpu)
+    part = get_dataset(_spec(test_subset=100, augment=True), data_dir=None, device=cpu)
+    assert part.num_test == 100 and whole.num_test > 100
+    assert part.augment and not whole.augment
+    assert part.train_x is whole.train_x  # the cached tensors, not a copy
