@@ -17,6 +17,7 @@ then prints the time of ``load_trials`` on each path:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -62,14 +63,21 @@ def write_study(uri: str, *, name: str, trials: int, epochs: int, seed: int = 0)
 
 
 def timed(label: str, call: Callable[[], object], *, repeat: int = 1) -> object:
-    times = []
+    """Wall time, and this process's CPU time (what a shared, oversubscribed machine distorts
+    least)."""
+    times, cpu_times = [], []
     result: object = None
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = call()
         times.append(time.perf_counter() - started)
-    detail = f" (median of {repeat}, min {min(times):.3f} s)" if repeat > 1 else ""
-    print(f"{label:<34} {statistics.median(times):7.3f} s{detail}", flush=True)
+        cpu_times.append(time.process_time() - cpu_started)
+    detail = f"  (median of {repeat}, min {min(times):.3f} s)" if repeat > 1 else ""
+    print(
+        f"{label:<36} {statistics.median(times):7.3f} s wall, "
+        f"{statistics.median(cpu_times):6.3f} s CPU{detail}",
+        flush=True,
+    )
     return result
 
 
@@ -93,7 +101,7 @@ def main() -> None:
             print(f"writing {args.trials} trials x {args.epochs} epochs x 4 metrics to {db}")
             started = time.perf_counter()
             study_id = write_study(uri, name=name, trials=args.trials, epochs=args.epochs)
-            print(f"{'write (whole study)':<34} {time.perf_counter() - started:7.3f} s")
+            print(f"{'write (whole study)':<36} {time.perf_counter() - started:7.3f} s wall")
 
         tracking.clear_caches()
         tracking.get_study(study_id, tracking_uri=uri)  # warm the client, not the histories
@@ -130,6 +138,7 @@ def main() -> None:
         )
         size = len(tracking.download_study_artifact(study_id, "trials.json", tracking_uri=uri))
         print(f"  trials.json: {size / 1e6:.1f} MB")
+        print(f"  load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ the spec dict's top-level ``"num_trials"`` key (0 when neither is given).
 from __future__ import annotations
 
 import array
-import base64
+import binascii
 import functools
 import json
 import math
@@ -711,11 +711,11 @@ def _encode_curve(values: Sequence[float]) -> str:
     curve = array.array("d", values)
     if sys.byteorder == "big":
         curve.byteswap()
-    return base64.b64encode(curve.tobytes()).decode("ascii")
+    return binascii.b2a_base64(curve.tobytes(), newline=False).decode("ascii")
 
 
 def _decode_curve(text: str) -> list[float]:
-    curve = array.array("d", base64.b64decode(text))
+    curve = array.array("d", binascii.a2b_base64(text))
     if sys.byteorder == "big":
         curve.byteswap()
     return curve.tolist()
