@@ -55,6 +55,9 @@ TRIALS_CSV_COLUMNS: tuple[str, ...] = (
     "run_id",
 )
 
+#: Classes per dataset: a trial that diverged before its first evaluation counts at chance.
+DATASET_CLASSES: dict[str, int] = {"cifar10": 10, "fashion_mnist": 10, "digits": 10}
+
 SUMMARY_ARTIFACT = "summary.json"
 TRIALS_CSV = "trials.csv"
 
@@ -76,6 +79,12 @@ def _trials_total(record: StudyRecord) -> int | None:
         return None
 
 
+def _chance_pct(record: StudyRecord) -> float:
+    """Chance accuracy of the study's dataset, percent (0 when the dataset is unknown)."""
+    classes = DATASET_CLASSES.get(str(record.spec.get("dataset", "")))
+    return 100.0 / classes if classes else 0.0
+
+
 def _summarize_record(record: StudyRecord, trials: Sequence[TrialRecord]) -> StudySummary:
     return summarize(
         trials,
@@ -83,6 +92,7 @@ def _summarize_record(record: StudyRecord, trials: Sequence[TrialRecord]) -> Stu
         name=record.name,
         status=record.status,
         trials_total=_trials_total(record),
+        no_accuracy_pct=_chance_pct(record),
     )
 
 

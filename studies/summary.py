@@ -16,8 +16,10 @@ Conventions (the evidence behind each number):
 - Accuracies are percent (0..100) here, fractions in ``TrialRecord``; fields say ``_pct``.
 - "Accuracy" of a cell = the mean over its seeds of each trial's final test accuracy.
 - Trials that count: ``finished`` and ``diverged``. A diverged trial counts with the accuracy it
-  had: its last finite test accuracy (0 if it never reported one), and its curve stays at that
-  value for the remaining epochs. ``failed`` trials (crashes, not the optimizer's doing) and
+  had: its last finite test accuracy, and its curve stays at that value for the remaining
+  epochs. One that never reported a finite accuracy (it diverged in its first epoch) counts
+  with ``no_accuracy_pct``: 0 by default, chance level (10% for the ten-class datasets) when
+  ``studies.report`` knows the dataset, as a diverged network's argmax is no better. ``failed`` trials (crashes, not the optimizer's doing) and
   ``running``/``pending`` ones are counted but not averaged.
 - Bootstrap: seeds are resampled within each cell (independently per cell), ``resamples`` times
   with a fixed RNG seed; the regret is recomputed on each resample. An interval needs at least two
@@ -218,6 +220,7 @@ def summarize(
     trials_total: int | None = None,
     resamples: int = 2000,  # bootstrap resamples
     rng_seed: int = 0,  # the bootstrap's RNG seed, fixed so the summary is reproducible
+    no_accuracy_pct: float = 0.0,  # percent; a counted trial without any finite accuracy
 ) -> StudySummary:
     """Summarise a study's trials (finished or still running; any grid, not only presets)."""
     keys = sorted({_key(t) for t in trials}, key=_cell_rank)
@@ -225,9 +228,10 @@ def summarize(
     counted = [t for t in trials if t.status in COUNTED]
     epochs = max((t.epochs_done for t in trials), default=0)
 
-    curves = _curve_matrix(counted, epochs)  # (n_counted, epochs), percent, forward-filled
-    finals = curves[:, -1] if epochs else np.zeros(len(counted))
-    bests = np.nanmax(curves, axis=1) if epochs else np.zeros(len(counted))
+    # (n_counted, epochs), percent, forward-filled
+    curves = _curve_matrix(counted, epochs, no_accuracy_pct=no_accuracy_pct)
+    finals = curves[:, -1] if epochs else np.full(len(counted), no_accuracy_pct)
+    bests = np.nanmax(curves, axis=1) if epochs else np.full(len(counted), no_accuracy_pct)
     cell_of = np.fromiter((index[_key(t)] for t in counted), dtype=np.int64, count=len(counted))
 
     cells: list[CellSummary] = []
@@ -281,11 +285,13 @@ def _key(trial: TrialRecord) -> CellKey:
     return (trial.optimizer, float(trial.lr), trial.warmup, int(trial.warmup_steps))
 
 
-def _curve_matrix(counted: Sequence[TrialRecord], epochs: int) -> FloatArray:
+def _curve_matrix(
+    counted: Sequence[TrialRecord], epochs: int, *, no_accuracy_pct: float
+) -> FloatArray:
     """Test-accuracy curves in percent, one row per trial, forward-filled to ``epochs``.
 
     Forward fill is what "a diverged trial counts with the accuracy it had" means per epoch;
-    a trial with no finite accuracy at all counts as 0.
+    epochs before a trial's first finite accuracy count as ``no_accuracy_pct``.
     """
     matrix = np.full((len(counted), epochs), np.nan)
     for row, trial in enumerate(counted):
@@ -298,7 +304,7 @@ def _curve_matrix(counted: Sequence[TrialRecord], epochs: int) -> FloatArray:
     last = np.where(finite, np.arange(epochs)[None, :], -1)
     np.maximum.accumulate(last, axis=1, out=last)
     filled = np.take_along_axis(matrix, np.maximum(last, 0), axis=1)
-    filled[last < 0] = 0.0
+    filled[last < 0] = no_accuracy_pct
     return filled
 
 

@@ -222,3 +222,20 @@ def test_robustness_report_as_a_process(
     )
     assert done.returncode == 0, done.stderr
     assert "Verdict:" in done.stdout and (tmp_path / "figure6.png").stat().st_size > 0
+
+
+def test_a_trial_diverged_before_its_first_evaluation_counts_at_chance(
+    uri: str, trained: list[tuple[TrialConfig, list[dict[str, Any]]]]
+) -> None:
+    # Digits has ten classes: the runner logs no test_acc for a diverged first epoch (NaN).
+    spec = StudySpec.parse(SPEC | {"name": "digits-diverged"})
+    record = tracking.create_study(spec.model_dump(mode="json"), tracking_uri=uri)
+    cfg = TrialConfig(optimizer="adam", lr=30.0, seed=0)
+    run_id = tracking.start_trial(
+        record.study_id, cfg.key, params=cfg.model_dump(), tracking_uri=uri
+    )
+    tracking.log_epoch(run_id, 1, {"train_loss": 1e5}, tracking_uri=uri)
+    tracking.end_trial(run_id, "diverged", tracking_uri=uri)
+    summary = report.load_summary(record.study_id, tracking_uri=uri)
+    (cell,) = summary.cells
+    assert cell.n_diverged == 1 and cell.final_acc_mean_pct == pytest.approx(10.0)

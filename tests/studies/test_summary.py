@@ -93,6 +93,15 @@ def test_diverged_trials_count_with_the_accuracy_they_had() -> None:
     assert c.curve_mean_pct == pytest.approx([(50 + 50 + 30 + 0) / 4, 40.0, 45.0])
 
 
+def test_a_trial_that_diverged_before_any_evaluation_counts_at_the_given_floor() -> None:
+    # Chance level on ten classes: 10%, for the final, the best and every epoch of the curve.
+    trials = [trial("adam", 3.0, 0, [0.5, 0.6]), trial("adam", 3.0, 1, [], status="diverged")]
+    c = cell(summarize(trials, no_accuracy_pct=10.0), "adam", 3.0)
+    assert c.final_acc_mean_pct == pytest.approx((60 + 10) / 2)
+    assert c.best_acc_mean_pct == pytest.approx((60 + 10) / 2)
+    assert c.curve_mean_pct == pytest.approx([30.0, 35.0])
+
+
 def test_partial_study_counts_done_trials_and_ignores_running_ones() -> None:
     trials = [
         trial("radam", 0.01, 0, [0.8, 0.9]),
