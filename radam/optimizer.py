@@ -123,8 +123,9 @@ class RAdam(Optimizer):
         fused: use torch's fused Adam kernels for the rectified steps.
         maximize: maximize the objective instead of minimizing it.
 
-    With ``foreach`` and ``fused`` both None a group takes the fastest path its tensors allow;
-    setting one of them to False picks the next fastest.
+    With ``foreach`` and ``fused`` both None a group takes the fastest path its tensors allow.
+    ``foreach=False`` (without ``fused=True``) takes the per-tensor loop, as it does in torch;
+    ``fused=False`` takes foreach where the device has foreach kernels, else the loop.
     """
 
     def __init__(
