@@ -137,7 +137,8 @@ def _curve(ax: Axes, cell: CellSummary, color: RGBA) -> None:
     ax.plot(epochs, mean, color=color, label=label, marker="o" if mean.size < 8 else None, ms=3)
     std = np.array([np.nan if v is None else v for v in cell.curve_std_pct], dtype=float)
     if np.isfinite(std).any():
-        ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+        low, high = np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100)  # accuracy bounds
+        ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
 
 
 def lr_sensitivity(summary: StudySummary) -> Figure:
@@ -154,7 +155,7 @@ def lr_sensitivity(summary: StudySummary) -> Figure:
         ax.errorbar(
             [c.lr for c in done],
             [_nan(c.final_acc_mean_pct) for c in done],
-            yerr=[c.final_acc_std_pct or 0.0 for c in done],
+            yerr=_bounded_errors(done),
             label=label,
             marker="o",
             capsize=3,
@@ -166,6 +167,15 @@ def lr_sensitivity(summary: StudySummary) -> Figure:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
     return fig
+
+
+def _bounded_errors(cells: Sequence[CellSummary]) -> list[list[float]]:
+    """± one std, cut at 0% and 100% (a seed that diverged makes the std wider than that)."""
+    means = [_nan(c.final_acc_mean_pct) for c in cells]
+    stds = [c.final_acc_std_pct or 0.0 for c in cells]
+    below = [min(std, mean) for mean, std in zip(means, stds, strict=True)]
+    above = [min(std, 100.0 - mean) for mean, std in zip(means, stds, strict=True)]
+    return [below, above]
 
 
 def warmup_heatmap(summary: StudySummary) -> Figure | None:

@@ -327,7 +327,10 @@ def _cell_summary(
 ) -> CellSummary:
     optimizer, lr, warmup, steps = key
     members = [counted[r] for r in rows]
-    length = max((t.epochs_done for t in members), default=0)
+    # A diverged seed is held at its last accuracy to the study's last epoch (as in the paper's
+    # Figure 6, where diverged runs are flat lines), so its cell's curve runs that long too.
+    diverged = any(t.status == "diverged" for t in members)
+    length = curves.shape[1] if diverged else max((t.epochs_done for t in members), default=0)
     block = curves[rows, :length]
     curve_mean = block.mean(axis=0) if rows.size else np.zeros(0)
     curve_std = block.std(axis=0, ddof=1) if rows.size > 1 else None

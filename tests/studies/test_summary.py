@@ -93,6 +93,16 @@ def test_diverged_trials_count_with_the_accuracy_they_had() -> None:
     assert c.curve_mean_pct == pytest.approx([(50 + 50 + 30 + 0) / 4, 40.0, 45.0])
 
 
+def test_a_cell_whose_seeds_all_diverged_early_is_a_flat_line_to_the_last_epoch() -> None:
+    trials = [
+        trial("sgd", 0.1, 0, [0.8, 0.85, 0.9]),
+        trial("adam", 3.0, 0, [0.1], status="diverged"),
+        trial("adam", 3.0, 1, [0.12], status="diverged"),
+    ]
+    c = cell(summarize(trials), "adam", 3.0)
+    assert c.curve_mean_pct == pytest.approx([11.0, 11.0, 11.0])
+
+
 def test_a_trial_that_diverged_before_any_evaluation_counts_at_the_given_floor() -> None:
     # Chance level on ten classes: 10%, for the final, the best and every epoch of the curve.
     trials = [trial("adam", 3.0, 0, [0.5, 0.6]), trial("adam", 3.0, 1, [], status="diverged")]
