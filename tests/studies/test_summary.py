@@ -173,6 +173,16 @@ def test_bootstrap_interval_matches_the_exact_resampling_distribution() -> None:
     assert sgd.mean_regret_ci_pct == pytest.approx((5.0, 15.0))
 
 
+def test_bootstrap_handles_cells_with_different_seed_counts() -> None:
+    # Cell lr=0.1 has three identical seeds (mean always 90); lr=0.01 has two, 80 and 70, so
+    # its mean is 80, 75 or 70 and the regret (90 - m) / 2 is 5, 7.5 or 10: interval [5, 10].
+    trials = [trial("sgd", 0.1, s, [0.9]) for s in range(3)]
+    trials += [trial("sgd", 0.01, 0, [0.8]), trial("sgd", 0.01, 1, [0.7])]
+    sgd = by_name(summarize(trials, resamples=4000), "sgd")
+    assert sgd.mean_regret_pct == pytest.approx(7.5)
+    assert sgd.mean_regret_ci_pct == pytest.approx((5.0, 10.0))
+
+
 def test_verdict_names_the_less_sensitive_optimizer_when_the_interval_excludes_zero() -> None:
     # RAdam: about 90 at every lr (regret ~0.1); Adam collapses at lr 0.1 (regret ~13.3).
     trials = []
