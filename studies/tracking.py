@@ -34,6 +34,7 @@ import binascii
 import functools
 import json
 import math
+import os
 import sys
 import tempfile
 import threading
@@ -103,7 +104,7 @@ _BULK_RUNS_PER_REQUEST = 100
 _BULK_MAX_RESULTS = 25_000
 _SQL_RUNS_PER_QUERY = 500  # keeps "IN (...)" under every backend's bound-parameter limit
 _SEARCH_PAGE = 1000  # runs per search_runs page
-_HEALTH_TIMEOUT = 5.0  # seconds to wait for a tracking server's /health
+_HEALTH_TIMEOUT = 10.0  # seconds to wait for a tracking server's /health (a busy one is slow)
 _MAX_FLOAT = 1.7976931348623157e308  # how MLflow's SQL store writes +-inf
 
 _P = ParamSpec("_P")
@@ -167,6 +168,9 @@ def _client(tracking_uri: str) -> MlflowClient:
         if client is None:
             if tracking_uri.startswith(("http://", "https://")):
                 _check_server(tracking_uri)
+                # Else every set_terminated costs one more request, to print "View run ... at"
+                # on stdout (1000 lines for a 1000-trial study). The caller's setting wins.
+                os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             try:
                 client = MlflowClient(tracking_uri=tracking_uri)
                 client._tracking_client.store  # noqa: B018  (opens the store: a bad URI fails here)
