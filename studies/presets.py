@@ -77,7 +77,7 @@ _RAW_PRESETS: dict[str, dict[str, Any]] = {
         "seeds": [0],
         "epochs": 2,
         "batch_size": 128,
-        "train_subset": 8000,  # first 8,000 of the 60,000 training images
+        "train_subset": 6000,  # first 6,000 of the 60,000 training images
         "test_subset": 5000,  # first 5,000 of the 10,000 test images
         "weight_decay": 1e-4,
         "resources_per_trial": {"cpu": 1, "gpu": 0},

@@ -186,9 +186,10 @@ class RecordingCallback(tune.Callback):
         self._setup_runtime(StudySpec.parse(self.spec_json, max_trials=10**9))
 
     def count_recorded(self) -> None:
-        """Start the counts from what MLflow already holds (a resumed study)."""
+        """Start the counts from what MLflow already holds (a resumed study). Failed trials
+        are not counted: a resumed study runs them again."""
         for record in tracking.load_trials(self.study_id, tracking_uri=self.tracking_uri):
-            if record.status in ("finished", "diverged", "failed"):
+            if record.status in ("finished", "diverged"):
                 setattr(self.progress, record.status, getattr(self.progress, record.status) + 1)
                 self._offer_best(record.trial_id, record.final_acc)
 
@@ -369,7 +370,8 @@ def restore_tuner(experiment_dir: Path, callback: RecordingCallback, spec: Study
         str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
     )
     # Tuner.restore takes no RunConfig; the restored one is reachable only here.
-    tuner._local_tuner.get_run_config().callbacks = [callback]  # type: ignore[union-attr]
+    run_config = tuner._local_tuner.get_run_config()  # type: ignore[union-attr]
+    run_config.callbacks = [callback, JsonLoggerCallback()]  # type: ignore[no-untyped-call]
     return tuner
 
 
