@@ -51,6 +51,7 @@ from urllib.request import url2pathname
 from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from studies.errors import StudyNotFoundError, TrackingError
 from studies.results import StudyRecord, StudyStatus, TrialRecord, TrialStatus
@@ -131,6 +132,8 @@ def _wrap_errors(func: Callable[_P, _R]) -> Callable[_P, _R]:
             raise
         except MlflowException as exc:
             raise TrackingError(f"MLflow refused {func.__name__}: {exc.message}") from exc
+        except SQLAlchemyError as exc:  # our direct reads of a SQL store
+            raise TrackingError(f"MLflow's database failed in {func.__name__}: {exc}") from exc
         except OSError as exc:  # requests' ConnectionError is an OSError
             raise TrackingError(f"MLflow unreachable during {func.__name__}: {exc}") from exc
 
@@ -174,7 +177,7 @@ def _client(tracking_uri: str) -> MlflowClient:
             try:
                 client = MlflowClient(tracking_uri=tracking_uri)
                 client._tracking_client.store  # noqa: B018  (opens the store: a bad URI fails here)
-            except MlflowException as exc:
+            except (MlflowException, SQLAlchemyError, OSError) as exc:
                 raise TrackingError(f"bad MLflow tracking URI {tracking_uri!r}: {exc}") from exc
             _clients[tracking_uri] = client
     return client
