@@ -61,14 +61,14 @@ def build_finished_study(uri: str) -> str:
             record.study_id, cfg.key, params=trial_params(spec, cfg), tracking_uri=uri
         )
         acc = 0.5 + 0.4 * ((i * 7919) % 100) / 100
-        for epoch in range(1, EPOCHS + 1):
-            metrics = {
-                "train_loss": 1.0 / epoch,
-                "test_loss": 1.1 / epoch,
-                "test_acc": acc * epoch / EPOCHS,
-                "lr": cfg.lr,
-            }
-            tracking.log_epoch(run_id, epoch, metrics, tracking_uri=uri)
+        epochs = range(1, EPOCHS + 1)
+        history = {
+            "train_loss": [1.0 / e for e in epochs],
+            "test_loss": [1.1 / e for e in epochs],
+            "test_acc": [acc * e / EPOCHS for e in epochs],
+            "lr": [cfg.lr for _ in epochs],
+        }
+        tracking.log_history(run_id, history, tracking_uri=uri)
         tracking.end_trial(run_id, "finished", tracking_uri=uri, node="bench", train_seconds=1.0)
         if (i + 1) % 100 == 0:
             print(f"  wrote {i + 1} trials in {time.perf_counter() - started:.0f} s", flush=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import time
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -51,7 +53,12 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM (timeout, a container stop) cleans up as Ctrl-C does
+
+
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     overrides = dict(parse_override(text) for text in args.overrides)
     log_path = paths.home() / "logs" / "quickstart-service.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,10 +100,9 @@ def follow(client: httpx.Client, *, preset: str, overrides: dict[str, Any]) -> i
         )
         if best:
             line += f"; best {100 * best['best_acc']:.1f}% ({best['optimizer']} lr {best['lr']:g})"
-        if study.get("eta_seconds"):
-            line += f"; ~{study['eta_seconds']:.0f} s left"
-        if line != last:
-            _say(line)
+        if line != last:  # print when the counts or the best change, not every poll
+            eta = study.get("eta_seconds")
+            _say(line + (f"; ~{eta:.0f} s left" if eta else ""))
             last = line
         if study["status"] in ("succeeded", "failed", "cancelled"):
             break
