@@ -78,7 +78,7 @@ def train_digits_trial(
             idx = order[start : start + BATCH]
             loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             if schedule:
                 schedule.step()

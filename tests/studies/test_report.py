@@ -128,7 +128,7 @@ def test_artifacts_are_logged_on_the_parent_run(
 
 
 def _all_artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> list[Any]:
-    found = []
+    found: list[Any] = []
     for item in client.list_artifacts(run_id, path):
         found += _all_artifacts(client, run_id, item.path) if item.is_dir else [item]
     return found
@@ -143,9 +143,12 @@ def test_load_summary_of_a_finished_study_is_cached(
     assert first.model_copy(update={"status": final.status}) == final
     reads: list[str] = []
     real = tracking.load_trials
-    monkeypatch.setattr(
-        tracking, "load_trials", lambda *a, **k: reads.append("read") or real(*a, **k)
-    )
+
+    def counting_load_trials(*args: Any, **kwargs: Any) -> Any:
+        reads.append("read")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tracking, "load_trials", counting_load_trials)
     assert report.load_summary(study_id, tracking_uri=uri, out_dir=out) is first
     report._cache.clear()  # another process: the summary.json artifact answers
     from_disk = report.load_summary(study_id, tracking_uri=uri, out_dir=out)
