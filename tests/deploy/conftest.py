@@ -2,7 +2,8 @@
 
 Session-scoped (the MLflow server's first start migrates the schema, tens of seconds), and
 skipped with the reason where Postgres cannot run (no binaries, or root without a postgres
-user). The topology test (Ray head + workers, the API in cluster mode) builds on these.
+user). ``ray_cluster``: a head that runs no trials and two one-CPU workers on loopback, shared
+by the topology tests.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from deploy_stack import MlflowServer, Postgres, postgres_bin
+from deploy_stack import MlflowServer, Postgres, RayCluster, postgres_bin
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,9 @@ def postgres() -> Iterator[Postgres]:
 def mlflow_server(postgres: Postgres) -> Iterator[MlflowServer]:
     with MlflowServer(postgres) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    with RayCluster(workers=2, worker_cpus=1) as cluster:
+        yield cluster

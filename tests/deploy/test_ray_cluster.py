@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 from deploy_stack import RayCluster
@@ -51,10 +50,9 @@ print(json.dumps([str(client.get_job_status(job).value), client.get_job_logs(job
 """
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RayCluster]:
-    with RayCluster(workers=2, worker_cpus=1) as running:
-        yield running
+@pytest.fixture
+def cluster(ray_cluster: RayCluster) -> RayCluster:
+    return ray_cluster
 
 
 def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
