@@ -461,3 +461,17 @@ def test_snapshot_format_is_exact_for_non_finite_values() -> None:
     assert tracking.trials_from_json(v1)[0].history["test_acc"] == [0.1 / 3]
     with pytest.raises(TrackingError, match="version"):
         tracking.trials_from_json('{"version": 99, "trials": []}')
+
+
+def test_repeated_live_reads_see_new_epochs(uri: str, experiment: str) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    tracking.set_study_status(record.study_id, "running", tracking_uri=uri)
+    first = _write_trial(uri, record.study_id, "t1", "adam", 0.01, [0.2])
+    _write_trial(uri, record.study_id, "t2", "sgd", 0.1, [0.3])
+    before = {t.trial_id: t for t in tracking.load_trials(record.study_id, tracking_uri=uri)}
+    assert before["t1"].history["test_acc"] == [0.2]
+
+    tracking.log_epoch(first, 2, {"test_acc": 0.25}, tracking_uri=uri)
+    after = {t.trial_id: t for t in tracking.load_trials(record.study_id, tracking_uri=uri)}
+    assert after["t1"].history["test_acc"] == [0.2, 0.25]
+    assert after["t2"] == before["t2"]  # unchanged run: served from the live cache
