@@ -81,6 +81,13 @@ def warmup_label(warmup: str, warmup_steps: int) -> str:
     return warmup.replace("_", " ") + " warmup"
 
 
+def warmup_short(warmup: str, warmup_steps: int) -> str:
+    """A table's few characters for a warmup setting, e.g. ``linear 2000``."""
+    if warmup == "linear":
+        return f"linear {warmup_steps}"
+    return {"untuned_exponential": "untuned exp"}.get(warmup, warmup.replace("_", " "))
+
+
 def format_lr(lr: float) -> str:
     return f"{lr:g}"
 
@@ -580,18 +587,21 @@ def format_table(summary: StudySummary, *, width: int = 100) -> str:
     lines = [
         f"{head}: {summary.trials_done} of {summary.trials_total} trials done ({state}), "
         f"{summary.epochs} epochs.",
-        "Final test accuracy, % (mean ± std over seeds; *N = N seeds diverged).",
+        "Final test accuracy, % (mean ± std over seeds; *N = N seeds diverged)"
+        + ("; warmup lengths in iterations." if summary.varies_warmup else "."),
     ]
-    if len(summary.lrs) <= MAX_TABLE_LRS:
-        lines += _render(*_wide_table(summary))
+    best = "best (lr, warmup)" if summary.varies_warmup else "best (lr)"
+    per_optimizer = _render(
+        ["optimizer", best, "regret", "≤1pt"],
+        [[o.label, *_optimizer_columns(o, summary.varies_warmup)] for o in summary.optimizers],
+    )
+    wide = _render(*_wide_table(summary))
+    if len(summary.lrs) <= MAX_TABLE_LRS and max(map(len, wide)) <= width:
+        lines += wide
+    elif len(summary.lrs) <= MAX_TABLE_LRS:  # too wide: the grid, then the optimizers
+        lines += [*_render(*_wide_table(summary, with_optimizer=False)), "", *per_optimizer]
     else:  # an Optuna study samples many lrs: one row per grid cell, then the optimizers
-        lines += _render(*_long_table(summary))
-        lines.append("")
-        best = "best (lr, warmup)" if summary.varies_warmup else "best (lr)"
-        lines += _render(
-            ["optimizer", best, "regret", "≤1pt"],
-            [[o.label, *_optimizer_columns(o, summary.varies_warmup)] for o in summary.optimizers],
-        )
+        lines += [*_render(*_long_table(summary)), "", *per_optimizer]
     lines.append("")
     if not summary.comparisons:
         lines.extend(textwrap.wrap("Verdict: " + summary.verdict, width=width))
@@ -626,20 +636,27 @@ def _settings(summary: StudySummary, optimizer: str) -> list[tuple[str, int]]:
 
 
 def _row_name(summary: StudySummary, opt: OptimizerSummary, warmup: str, steps: int) -> str:
-    return opt.label + (f", {warmup_label(warmup, steps)}" if summary.varies_warmup else "")
+    return opt.label + (f", {warmup_short(warmup, steps)}" if summary.varies_warmup else "")
 
 
-def _wide_table(summary: StudySummary) -> tuple[list[str], list[list[str]]]:
+def _wide_table(
+    summary: StudySummary, *, with_optimizer: bool = True
+) -> tuple[list[str], list[list[str]]]:
+    """Rows: optimizer (x warmup); columns: learning rates, then (``with_optimizer``) the
+    optimizer's best, regret and share within 1 point on its first row."""
     lrs = summary.lrs
     by_cell = {(c.optimizer, c.warmup, c.warmup_steps, c.lr): c for c in summary.cells}
     best = "best (lr, warmup)" if summary.varies_warmup else "best (lr)"
-    header = ["optimizer", *(f"lr={format_lr(lr)}" for lr in lrs), best, "regret", "≤1pt"]
+    header = ["optimizer", *(f"lr={format_lr(lr)}" for lr in lrs)]
+    header += [best, "regret", "≤1pt"] if with_optimizer else []
     rows: list[list[str]] = []
     for opt in summary.optimizers:
         for n, (warmup, steps) in enumerate(_settings(summary, opt.optimizer)):
             cells = [_table_cell(by_cell.get((opt.optimizer, warmup, steps, lr))) for lr in lrs]
             extra = _optimizer_columns(opt, summary.varies_warmup) if n == 0 else ["", "", ""]
-            rows.append([_row_name(summary, opt, warmup, steps), *cells, *extra])
+            rows.append(
+                [_row_name(summary, opt, warmup, steps), *cells, *(extra if with_optimizer else [])]
+            )
     return header, rows
 
 
@@ -669,7 +686,7 @@ def _optimizer_columns(opt: OptimizerSummary, varies_warmup: bool) -> list[str]:
     share = opt.share_within_1pt if opt.share_within_1pt is not None else 0.0
     where = format_lr(opt.best_lr)
     if varies_warmup and opt.best_warmup is not None:
-        where += ", " + warmup_label(opt.best_warmup, opt.best_warmup_steps or 0)
+        where += ", " + warmup_short(opt.best_warmup, opt.best_warmup_steps or 0)
     return [
         f"{opt.best_acc_pct:.1f} ({where})",
         f"{opt.mean_regret_pct:.1f}{_fmt_ci(opt.mean_regret_ci_pct)}",

@@ -249,6 +249,17 @@ def test_warmup_table_over_learning_rate_and_warmup_length() -> None:
     assert (best.best_lr, best.best_warmup, best.best_warmup_steps) == (0.01, "linear", 100)
     assert best.mean_regret_pct == pytest.approx(88 - (30 + 80 + 85 + 88 + 86) / 5)
     assert "learning rate and warmup" in summary.comparisons[0].sentence
+    table = format_table(summary)
+    assert "Adam, linear 1000" in table and "88.0 (0.01, linear 100)" in table
+
+
+def test_a_table_too_wide_for_the_terminal_puts_the_optimizers_under_the_grid() -> None:
+    lrs = [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1]
+    trials = [trial("adamw", lr, 0, [0.8], warmup="linear", warmup_steps=1000) for lr in lrs]
+    lines = format_table(summarize([*trials, trial("radam", 0.1, 0, [0.8])])).splitlines()
+    assert max(len(line) for line in lines) <= 100
+    headers = [line for line in lines if line.startswith("optimizer")]
+    assert len(headers) == 2 and "lr=0.0001" in headers[0] and "regret" in headers[1]
 
 
 def test_no_warmup_table_when_the_grid_has_one_warmup() -> None:
