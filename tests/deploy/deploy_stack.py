@@ -4,12 +4,14 @@
   directory on a free loopback port, with the role ``robustness`` (password auth over TCP,
   as in the compose file) and the databases ``mlflow`` and ``optuna``. Postgres refuses to
   run as root, so as root it runs as the ``postgres`` system user (``runuser``).
-- ``MlflowServer``: ``mlflow server`` on that Postgres (``--backend-store-uri
-  postgresql://...``), serving artifacts from a directory, ``--allowed-hosts`` set, on a free
-  loopback port.
+- ``MlflowServer``: ``mlflow server`` on that Postgres, configured as the compose file does it
+  (``MLFLOW_BACKEND_STORE_URI=postgresql+psycopg2://...``, ``MLFLOW_ARTIFACTS_DESTINATION``,
+  ``MLFLOW_SERVER_ALLOWED_HOSTS``, ``--serve-artifacts``), on a free loopback port.
+- ``RayCluster``: a Ray head (no trials) and workers as ``ray start --block`` processes on a
+  loopback address with token auth.
 
-Both are context managers that stop only the processes they started (``pg_ctl stop`` for
-their own data directory; the MLflow server's own process group) and remove their files.
+All are context managers that stop only the processes they started (``pg_ctl stop`` for
+their own data directory; their own process groups) and remove their files.
 ``postgres_bin()`` says why Postgres cannot run here, for a clear skip.
 """
 
@@ -206,17 +208,21 @@ class MlflowServer:
 
     def start(self) -> None:
         self.artifacts.mkdir()
+        # Configured as docker-compose.yml configures the mlflow service: the store, the
+        # artifacts and the allowed hosts through the environment, the rest as flags.
         command = [
             sys.executable, "-m", "mlflow", "server",
             "--host", "127.0.0.1",
             "--port", str(self.port),
-            "--backend-store-uri", self.postgres.url("mlflow"),
-            "--artifacts-destination", str(self.artifacts),
             "--serve-artifacts",
-            "--allowed-hosts", self.allowed_hosts,
             "--workers", "1",
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env |= {
+            "MLFLOW_BACKEND_STORE_URI": self.postgres.url("mlflow"),
+            "MLFLOW_ARTIFACTS_DESTINATION": str(self.artifacts),
+            "MLFLOW_SERVER_ALLOWED_HOSTS": self.allowed_hosts,
+        }
         with self.log.open("wb") as log:
             self._process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
