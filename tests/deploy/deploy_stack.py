@@ -1,8 +1,9 @@
-"""The compose stack's stateful parts on loopback, without Docker: Postgres and an MLflow server.
+"""The compose stack on loopback, without Docker: Postgres, an MLflow server on it, Ray nodes.
 
 - ``Postgres``: Debian's PostgreSQL (``/usr/lib/postgresql/<version>/bin``) in a temporary
   directory on a free loopback port, with the role ``robustness`` (password auth over TCP,
-  as in the compose file) and the databases ``mlflow`` and ``optuna``. Postgres refuses to
+  as in the compose file), the database ``mlflow`` and ``optuna`` made by the stack's own init
+  script (docker/postgres/10-optuna.sh). Postgres refuses to
   run as root, so as root it runs as the ``postgres`` system user (``runuser``).
 - ``MlflowServer``: ``mlflow server`` on that Postgres, configured as the compose file does it
   (``MLFLOW_BACKEND_STORE_URI=postgresql+psycopg2://...``, ``MLFLOW_ARTIFACTS_DESTINATION``,
@@ -38,7 +39,8 @@ from typing import Self
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 POSTGRES_SYSTEM_USER = "postgres"
 ROLE = "robustness"  # the compose file's POSTGRES_USER
-DATABASES = ("mlflow", "optuna")
+DATABASES = ("mlflow", "optuna")  # POSTGRES_DB, then what docker/postgres/ creates
+INIT_SCRIPT = Path(__file__).resolve().parents[2] / "docker" / "postgres" / "10-optuna.sh"
 
 
 def free_port() -> int:
@@ -143,11 +145,24 @@ class Postgres:
         connection = psycopg2.connect(self.dsn("postgres"))
         try:
             connection.autocommit = True  # CREATE DATABASE refuses a transaction
-            with connection.cursor() as cursor:
-                for database in DATABASES:
-                    cursor.execute(f'CREATE DATABASE "{database}" OWNER "{ROLE}"')
+            with connection.cursor() as cursor:  # what POSTGRES_DB does in the image
+                cursor.execute(f'CREATE DATABASE "{DATABASES[0]}" OWNER "{ROLE}"')
         finally:
             connection.close()
+        # The stack's init script makes the others, as the image's entrypoint would run it.
+        subprocess.run(
+            ["bash", str(INIT_SCRIPT)],
+            env={
+                "PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                "PGHOST": str(self.sockets),
+                "PGPORT": str(self.port),
+                "POSTGRES_USER": ROLE,
+                "POSTGRES_DB": DATABASES[0],
+            },
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
     def query(
         self, database: str, sql: str, params: tuple[object, ...] = ()
