@@ -45,7 +45,7 @@ from studies.summary import StudySummary
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE: tuple[StudyStatus, ...] = ("queued", "running")
 ACTIVE_JOB: frozenset[str] = frozenset({"PENDING", "RUNNING"})
-_STUDY_ID = re.compile(r"^[0-9a-f]{32}$")
+_STUDY_ID = re.compile(r"^[0-9a-f]{8,64}$")  # ours are 32; the CLI's 12
 _FIGURE_CACHE_SIZE = 64  # rendered figures of finished studies kept in memory
 
 
@@ -65,7 +65,8 @@ def study_id_for_key(idempotency_key: str) -> str:
 
 
 def check_study_id(study_id: str) -> None:
-    """Ids are ours (32 hex digits); anything else is unknown, and goes nowhere."""
+    """Ids are hex (the service makes 32 digits, the CLI 12); anything else is unknown and
+    goes nowhere."""
     if not _STUDY_ID.fullmatch(study_id):
         raise StudyNotFoundError(f"no study has the id {study_id!r}")
 
