@@ -626,7 +626,9 @@ def load_trials(study_id: str, *, tracking_uri: str) -> list[TrialRecord]:
         key = (tracking_uri, study_id, token)
         cached = _snapshots.get(key)
         if cached is not None:
-            _snapshots.move_to_end(key)
+            with _lock:  # the service reads from many threads
+                if key in _snapshots:
+                    _snapshots.move_to_end(key)
         if cached is None:
             data = _download(tracking_uri, parent, SNAPSHOT_ARTIFACT, study_id=study_id)
             cached = trials_from_json(data)
@@ -651,15 +653,15 @@ def snapshot_trials(study_id: str, *, tracking_uri: str) -> list[TrialRecord]:
     client.set_tag(parent.info.run_id, TAG_SNAPSHOT, token)
     _keep_snapshot((tracking_uri, study_id, token), list(trials))
     finished_runs = {trial.run_id for trial in trials}
-    for key in [key for key in _live_histories if key[1] in finished_runs]:
-        del _live_histories[key]  # the snapshot serves them from now on
+    for key in [key for key in list(_live_histories) if key[1] in finished_runs]:
+        _live_histories.pop(key, None)  # the snapshot serves them from now on
     _snapshot_marks[(tracking_uri, study_id)] = (token, writes_before)
     return trials
 
 
 def _keep_snapshot(key: tuple[str, str, str], trials: list[TrialRecord]) -> None:
     with _lock:
-        for old in [k for k in _snapshots if k[:2] == key[:2]]:  # the study's older snapshots
+        for old in [k for k in list(_snapshots) if k[:2] == key[:2]]:  # the study's older snapshots
             del _snapshots[old]
         _snapshots[key] = trials
         while len(_snapshots) > _SNAPSHOTS_KEPT:

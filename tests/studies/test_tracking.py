@@ -475,3 +475,20 @@ def test_repeated_live_reads_see_new_epochs(uri: str, experiment: str) -> None:
     after = {t.trial_id: t for t in tracking.load_trials(record.study_id, tracking_uri=uri)}
     assert after["t1"].history["test_acc"] == [0.2, 0.25]
     assert after["t2"] == before["t2"]  # unchanged run: served from the live cache
+
+
+def test_concurrent_reads_agree(uri: str, experiment: str) -> None:
+    """The service reads from a thread pool: the caches must hold up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
+    for index in range(3):
+        _write_trial(uri, record.study_id, f"t{index}", "adam", 0.01, [0.1, 0.2])
+    expected = tracking.load_trials(record.study_id, tracking_uri=uri)
+    tracking.set_study_status(record.study_id, "succeeded", tracking_uri=uri)
+    tracking.clear_caches()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(
+            pool.map(lambda _: tracking.load_trials(record.study_id, tracking_uri=uri), range(12))
+        )
+    assert all(result == expected for result in results)
