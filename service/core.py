@@ -97,7 +97,7 @@ class StudyService:
                         )
                     view = self._view(existing, self._job(existing.study_id))
                     return StudyView(view.record, view.status, view.error, replayed=True)
-            active = self.jobs.active_count()
+            active = self.active_count()
             if active >= self.settings.max_active_studies:
                 raise TooManyStudiesError(
                     f"{active} studies are queued or running, the limit is "
@@ -117,6 +117,18 @@ class StudyService:
                 tracking.set_study_status(study_id, "failed", tracking_uri=self.uri, error=str(exc))
                 raise
         return StudyView(record, "queued", None)
+
+    def active_count(self) -> int:
+        """Studies whose job is pending or running and whose record is not final yet (a
+        finished study's driver may still be shutting down)."""
+        count = 0
+        for study_id, job in self.jobs.states().items():
+            if job.state not in ACTIVE_JOB:
+                continue
+            record = self._existing(study_id)
+            if record is not None and record.status not in TERMINAL:
+                count += 1
+        return count
 
     def _existing(self, study_id: str) -> StudyRecord | None:
         try:
