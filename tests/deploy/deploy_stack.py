@@ -287,6 +287,17 @@ class MlflowServer:
         self.stop()
 
 
+WORKER_START_ATTEMPTS = 3
+
+
+class NodeExitedError(RuntimeError):
+    """A ``ray start`` process ended while the cluster was starting."""
+
+    def __init__(self, process: subprocess.Popen[bytes], message: str) -> None:
+        super().__init__(f"a Ray node exited {message}")
+        self.process = process
+
+
 class RayCluster:
     """A Ray head and workers as separate ``ray start --block`` processes, as in the stack.
 
@@ -327,7 +338,7 @@ class RayCluster:
         """The environment a client of this cluster needs (token auth)."""
         return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
 
-    def _start_node(self, name: str, *args: str) -> None:
+    def _start_node(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env, "RAY_USAGE_STATS_ENABLED": "0"}
         env.pop("RAY_ADDRESS", None)  # never attach to someone else's cluster
         common = [
@@ -342,16 +353,16 @@ class RayCluster:
             "--disable-usage-stats",
             "--block",
         ]
-        with (self.root / f"{name}.log").open("wb") as log:
-            self._processes.append(
-                subprocess.Popen(
-                    [self._ray, "start", *args, *common],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                )
+        with (self.root / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                [self._ray, "start", *args, *common],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
             )
+        self._processes.append(process)
+        return process
 
     def _alive_nodes(self) -> int:
         result = subprocess.run(
@@ -378,19 +389,29 @@ class RayCluster:
         )
         self._wait(deadline, lambda: self._healthy(), "the head's GCS")
         # One at a time: a raylet must register within Ray's fixed 30 s, which several
-        # starting at once on a busy 2-core machine can miss.
+        # starting at once on a busy 2-core machine can miss; one that misses it is retried.
         for i in range(self.workers):
             low = 20000 + 1000 * i + (os.getpid() % 20) * 50  # worker ports, disjoint per node
-            self._start_node(
-                f"worker{i}",
-                f"--address={self.address}",
-                f"--num-cpus={self.worker_cpus}",
-                f"--min-worker-port={low}",
-                f"--max-worker-port={low + 49}",
-            )
-            self._wait(
-                deadline, lambda n=i + 2: self._alive_nodes() == n, f"{i + 1} worker(s) alive"
-            )
+            for attempt in range(1, WORKER_START_ATTEMPTS + 1):
+                process = self._start_node(
+                    f"worker{i}",
+                    f"--address={self.address}",
+                    f"--num-cpus={self.worker_cpus}",
+                    f"--min-worker-port={low}",
+                    f"--max-worker-port={low + 49}",
+                )
+                try:
+                    self._wait(
+                        deadline,
+                        lambda n=i + 2: self._alive_nodes() == n,
+                        f"{i + 1} worker(s) alive",
+                    )
+                    break
+                except NodeExitedError as exited:
+                    if exited.process is not process or attempt == WORKER_START_ATTEMPTS:
+                        raise
+                    self._processes.remove(process)
+                    _signal_group(process.pid, signal.SIGKILL)  # what the failed start left
 
     def _healthy(self) -> bool:
         result = subprocess.run(
@@ -405,7 +426,7 @@ class RayCluster:
         while time.monotonic() < deadline:
             for process in self._processes:
                 if process.poll() is not None:
-                    raise RuntimeError(f"a Ray node exited while waiting for {what}: {self.logs()}")
+                    raise NodeExitedError(process, f"while waiting for {what}: {self.logs()}")
             if ready():
                 return
             time.sleep(1.0)
