@@ -74,7 +74,10 @@ class Runtime:
                 address = settings.ray_address or ""
             self.jobs = StudyJobs(address, job_env=settings.job_env())
             self.service = StudyService(settings, jobs=self.jobs)
-            self.resumed = self.service.recover()
+            try:
+                self.resumed = self.service.recover()
+            except RobustnessError as exc:  # serve anyway; /readyz says what is wrong
+                log.warning("could not check the studies' jobs at start: %s", exc)
             if self.resumed:
                 log.info("resumed studies whose jobs had vanished: %s", self.resumed)
         except BaseException:
