@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         _say(f"service at {service.url} (OpenAPI at {service.url}/docs)")
         with httpx.Client(base_url=service.url, timeout=60.0) as client:
             code = follow(client, preset=args.preset, overrides=overrides)
+            if code == 0 and not args.keep_serving:
+                _say("(the service and the MLflow UI stop now; --keep-serving keeps the links up)")
             if args.keep_serving and code == 0:
                 _say("serving; Ctrl-C to stop")
                 try:
