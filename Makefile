@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck check bench clean
+.PHONY: install run theory test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job on the embedded default.
+# The main job on the embedded default: serve, submit figure6-quick, follow it, print the table.
 run: $(STAMP)
+	$(VENV)/bin/robustness quickstart
+
+theory: $(STAMP)
 	$(VENV)/bin/robustness theory --out .robustness/theory
 
 test: $(STAMP)
