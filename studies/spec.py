@@ -24,7 +24,7 @@ import itertools
 import json
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
@@ -43,10 +43,13 @@ DatasetName = Literal["cifar10", "fashion_mnist", "digits"]
 ModelName = Literal["resnet20", "cnn", "mlp"]
 WarmupKind = Literal["none", "linear", "untuned_linear", "untuned_exponential"]
 
-OPTIMIZERS: tuple[str, ...] = ("radam", "adam", "adamw", "sgd")
-DATASETS: tuple[str, ...] = ("cifar10", "fashion_mnist", "digits")
-MODELS: tuple[str, ...] = ("resnet20", "cnn", "mlp")
-WARMUPS: tuple[str, ...] = ("none", "linear", "untuned_linear", "untuned_exponential")
+# The names as tuples, from the Literals above. They are repeated here rather than imported
+# from radam.factory, studies.data and studies.models so that validating a spec (the service
+# does it per request) never imports torch; a test checks that the two agree.
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+DATASETS: tuple[str, ...] = get_args(DatasetName)
+MODELS: tuple[str, ...] = get_args(ModelName)
+WARMUPS: tuple[str, ...] = get_args(WarmupKind)
 
 #: At most this many trials per study unless ROBUSTNESS_MAX_TRIALS or the context says otherwise.
 DEFAULT_MAX_TRIALS = 2000

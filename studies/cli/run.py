@@ -176,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_outcome(record: StudyRecord, *, tracking_uri: str) -> None:
+    if record.status == "succeeded":
+        from studies.report import format_table, load_summary
+
+        # The same table as `robustness report`: the answer the study exists for.
+        print(format_table(load_summary(record.study_id, tracking_uri=tracking_uri)))
     print(
         json.dumps(
             {

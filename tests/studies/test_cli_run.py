@@ -95,6 +95,9 @@ def test_run_a_digits_spec_file_end_to_end(tmp_path: Path) -> None:
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["status"] == "succeeded"
     assert "[4/4]" in done.stderr  # the progress line reached the end
+    # the robustness table closes the run, as `robustness report` prints it
+    assert "4 of 4 trials done (complete)" in done.stdout
+    assert "Final test accuracy" in done.stdout
     uri = f"sqlite:///{home / 'mlflow.db'}"
     assert outcome["tracking_uri"] == uri
 

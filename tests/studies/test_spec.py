@@ -144,3 +144,17 @@ def test_a_spec_is_frozen() -> None:
     spec = StudySpec.parse(_spec())
     with pytest.raises(ValueError):
         spec.epochs = 3  # type: ignore[misc]
+
+
+def test_spec_names_agree_with_the_modules_that_implement_them() -> None:
+    # spec.py repeats the names so that validating a spec never imports torch
+    from radam.factory import OPTIMIZERS
+    from radam.schedules import WARMUPS
+    from studies import spec
+    from studies.data import DATASETS
+    from studies.models import MODELS
+
+    assert spec.OPTIMIZERS == OPTIMIZERS
+    assert spec.WARMUPS == WARMUPS
+    assert spec.DATASETS == DATASETS
+    assert spec.MODELS == MODELS
