@@ -53,6 +53,8 @@ def test_settings_make_sqlite_paths_absolute(
     tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(str(tmp_path))
+    for name in ("ROBUSTNESS_HOME", "DATA_DIR", "ROBUSTNESS_STORAGE", "ROBUSTNESS_MAX_TRIALS"):
+        monkeypatch.delenv(name, raising=False)  # CI sets ROBUSTNESS_HOME: an explicit setting
     settings = Settings(mlflow_tracking_uri="sqlite:///rel/mlflow.db", robustness_home="h")  # type: ignore[arg-type]
     assert settings.tracking_uri == f"sqlite:///{tmp_path}/rel/mlflow.db"
     assert settings.job_env()["ROBUSTNESS_HOME"] == f"{tmp_path}/h"
