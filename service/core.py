@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +80,11 @@ class StudyService:
         # one lock for every submission (create, resume): a GET that finds a just-created
         # study's job missing must not submit it a second time
         self._lock = threading.RLock()
+        # Studies created and handed to the submitter, not yet known to Ray. Submitting happens
+        # off the request path: a POST answers once the record exists (the first job on a
+        # fresh head waits seconds for Ray's job agent). Guarded by ``_lock``.
+        self._submitting: set[str] = set()
+        self._submitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="submit-study")
         self._figures: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._figures_lock = threading.Lock()
 
@@ -111,17 +117,45 @@ class StudyService:
                 experiment=self.settings.experiment,
                 num_trials=spec.num_trials,
             )
-            try:
-                self.jobs.submit(study_id)
-            except ClusterError as exc:
-                tracking.set_study_status(study_id, "failed", tracking_uri=self.uri, error=str(exc))
-                raise
+            self._submitting.add(study_id)
+        self._submitter.submit(self._submit, study_id)
         return StudyView(record, "queued", None)
+
+    def _submit(self, study_id: str) -> None:
+        """Hand a created study to Ray; a refusal fails the study, with Ray's reason."""
+        try:
+            self.jobs.submit(study_id)
+            error = None
+        except ClusterError as exc:
+            error = str(exc)
+        with self._lock:  # the record is final before a reconcile can see the id gone
+            try:
+                if error is not None:
+                    tracking.set_study_status(
+                        study_id, "failed", tracking_uri=self.uri, error=error
+                    )
+            finally:
+                self._submitting.discard(study_id)
+
+    def wait_submitted(self, *, timeout_s: float = 30.0) -> None:
+        """Until every study created so far has been handed to Ray (or failed)."""
+        self._wait_submitted(None, timeout_s=timeout_s)
+
+    def _wait_submitted(self, study_id: str | None, *, timeout_s: float = 30.0) -> None:
+        """Until ``study_id`` (None: every study) is no longer on its way to Ray."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                pending = self._submitting if study_id is None else self._submitting & {study_id}
+                if not pending:
+                    return
+            time.sleep(0.05)
 
     def active_count(self) -> int:
         """Studies whose job is pending or running and whose record is not final yet (a
-        finished study's driver may still be shutting down)."""
-        count = 0
+        finished study's driver may still be shutting down), and those on their way to Ray."""
+        with self._lock:
+            count = len(self._submitting)
         for study_id, job in self.jobs.states().items():
             if job.state not in ACTIVE_JOB:
                 continue
@@ -214,6 +248,7 @@ class StudyService:
 
     def cancel(self, study_id: str) -> StudyView:
         check_study_id(study_id)
+        self._wait_submitted(study_id)  # a job submitted after the stop would run on
         record = tracking.get_study(study_id, tracking_uri=self.uri)
         view = self._view(record, self._job(study_id))
         if view.status in TERMINAL:
@@ -256,6 +291,8 @@ class StudyService:
         """The job ended or vanished while the record says queued/running: fix the record."""
         study_id = record.study_id
         with self._lock:
+            if study_id in self._submitting:  # created, on its way to Ray
+                return StudyView(record, record.status, None)
             fresh = tracking.get_study(study_id, tracking_uri=self.uri)
             if fresh.status in TERMINAL:  # someone (the runner, a cancel) got there first
                 return StudyView(fresh, fresh.status, fresh.error)
@@ -306,6 +343,7 @@ class StudyService:
         """Before the embedded head goes down with the service: stop the active studies' jobs
         (the runner saves Tune's state on SIGTERM) and return them with their status, so that
         ``unsuspend`` can put the records back and the next start resumes them."""
+        self.wait_submitted(timeout_s=timeout_s)
         suspended: list[tuple[str, StudyStatus]] = []
         for study_id, job in self.jobs.states().items():
             if job.state not in ("PENDING", "RUNNING"):
