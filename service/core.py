@@ -152,8 +152,21 @@ class StudyService:
             time.sleep(0.05)
 
     def active_count(self) -> int:
-        """Studies whose job is pending or running and whose record is not final yet (a
-        finished study's driver may still be shutting down), and those on their way to Ray."""
+        """Studies queued or running: those on their way to Ray, and those whose record is
+        not final and whose job is pending or running.
+
+        The records are read first (one query per active status, bounded by the limit):
+        below the limit that is the answer, since a stale record (its job ended behind its
+        back) can only make the count too high. Only at the limit is Ray's job list read, to
+        leave out such records; so a POST does not pay for the cluster's whole job history.
+        """
+        limit = self.settings.max_active_studies
+        listed = sum(
+            len(tracking.list_studies(tracking_uri=self.uri, status=status, limit=limit + 1))
+            for status in ACTIVE
+        )
+        if listed < limit:
+            return listed
         with self._lock:
             count = len(self._submitting)
         for study_id, job in self.jobs.states().items():
