@@ -19,6 +19,7 @@ import httpx
 
 from service.process import ServiceProcess
 from studies import paths
+from studies.cli.run import add_override_option
 from studies.errors import ClusterError
 from studies.presets import DEFAULT_PRESET, parse_override
 from studies.summary import StudySummary, format_table
@@ -34,14 +35,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--preset", default=DEFAULT_PRESET, help="preset to submit")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec field (dotted key, JSON value); repeatable",
-    )
+    add_override_option(parser)
     parser.add_argument(
         "--keep-serving", action="store_true", help="keep the service up until Ctrl-C"
     )

@@ -43,14 +43,7 @@ def register(subparsers: Any) -> None:
         metavar="PRESET|SPEC.json",
         help=f"a preset ({', '.join(PRESETS)}) or a spec file; default {DEFAULT_PRESET}",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec field (dotted key, JSON value); repeatable",
-    )
+    add_override_option(parser)
     parser.add_argument("--study-id", help="run this study, already created in MLflow")
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted study (with --study-id)"
@@ -73,6 +66,19 @@ def register(subparsers: Any) -> None:
         "--dry-run", action="store_true", help="print the validated spec and its size; run nothing"
     )
     parser.set_defaults(func=run)
+
+
+def add_override_option(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable), read by ``presets.parse_override``; shared with
+    ``robustness quickstart``."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field (dotted key, JSON value); repeatable",
+    )
 
 
 def load_target(target: str | None, overrides: list[str], *, max_trials: int | None) -> StudySpec:
