@@ -13,13 +13,15 @@ from service_helpers import digits_spec, start_service, wait_for, wait_progress
 pytestmark = pytest.mark.slow
 
 TOTAL = 4  # trials: two optimizers x two learning rates
+EPOCHS = 12  # long enough (seconds per trial) that the first poll after one trial finishes
+# lands well before the last one does, even on a loaded 2-core CI machine
 
 
 def test_restart_mid_study_resumes_and_finishes(home: Path) -> None:
     spec = digits_spec(
         name="restart",
         learning_rates=[0.01, 0.001],
-        epochs=2,
+        epochs=EPOCHS,
         train_subset=600,
         max_concurrent_trials=1,  # one at a time, so the restart lands mid-study
     )
@@ -49,6 +51,6 @@ def test_restart_mid_study_resumes_and_finishes(home: Path) -> None:
             assert summary["partial"] is False
             trials = client.get(f"/studies/{study_id}/trials").json()
             assert sorted(t["trial_id"] for t in trials) == sorted({t["trial_id"] for t in trials})
-            assert all(t["epochs_done"] == 2 for t in trials if t["status"] == "finished")
+            assert all(t["epochs_done"] == EPOCHS for t in trials if t["status"] == "finished")
     finally:
         second.stop()
