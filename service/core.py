@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 import tempfile
 import threading
@@ -42,6 +43,8 @@ from studies.errors import ClusterError, RobustnessError, StudyNotFoundError, St
 from studies.results import StudyRecord, StudyStatus, TrialRecord
 from studies.spec import StudySpec
 from studies.summary import StudySummary
+
+log = logging.getLogger("service")
 
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE: tuple[StudyStatus, ...] = ("queued", "running")
@@ -116,13 +119,18 @@ class StudyService:
                 study_id=study_id,
                 experiment=self.settings.experiment,
                 num_trials=spec.num_trials,
+                # a fresh uuid4, or a key's id just looked up under this lock: no second search
+                check_unique=False,
+                details=False,  # written by the submitter, off the request path
             )
             self._submitting.add(study_id)
         self._submitter.submit(self._submit, study_id)
         return StudyView(record, "queued", None)
 
     def _submit(self, study_id: str) -> None:
-        """Hand a created study to Ray; a refusal fails the study, with Ray's reason."""
+        """Complete the study's record, then hand the study to Ray; a refusal fails the
+        study, with Ray's reason."""
+        self._write_details(study_id)
         try:
             self.jobs.submit(study_id)
             error = None
@@ -155,16 +163,13 @@ class StudyService:
         """Studies queued or running: those on their way to Ray, and those whose record is
         not final and whose job is pending or running.
 
-        The records are read first (one query per active status, bounded by the limit):
-        below the limit that is the answer, since a stale record (its job ended behind its
-        back) can only make the count too high. Only at the limit is Ray's job list read, to
-        leave out such records; so a POST does not pay for the cluster's whole job history.
+        The records are counted first (one query, bounded by the limit): below the limit that
+        is the answer, since a stale record (its job ended behind its back) can only make the
+        count too high. Only at the limit is Ray's job list read, to leave out such records;
+        so a POST does not pay for the cluster's whole job history.
         """
         limit = self.settings.max_active_studies
-        listed = sum(
-            len(tracking.list_studies(tracking_uri=self.uri, status=status, limit=limit + 1))
-            for status in ACTIVE
-        )
+        listed = tracking.count_studies(tracking_uri=self.uri, statuses=ACTIVE, limit=limit)
         if listed < limit:
             return listed
         with self._lock:
@@ -323,7 +328,17 @@ class StudyService:
             tracking.set_study_status(study_id, status, tracking_uri=self.uri, error=error)
             return StudyView(fresh, status, error)
 
+    def _write_details(self, study_id: str) -> None:
+        """The record's params, spec.json and SCHEDULED run status (see ``create``). They are
+        for people reading MLflow; the study runs without them, so a failure is logged."""
+        try:
+            tracking.write_study_details(study_id, tracking_uri=self.uri)
+        except RobustnessError as exc:
+            log.warning("study %s: could not complete its MLflow record: %s", study_id, exc)
+
     def _resume(self, record: StudyRecord) -> StudyView:
+        # a service stopped between creating a record and submitting it left it incomplete
+        self._write_details(record.study_id)
         try:
             self.jobs.submit(record.study_id, resume=record.status == "running")
         except ClusterError as exc:

@@ -66,7 +66,9 @@ class Runtime:
                 self.ui.start()
                 log.info("MLflow UI starting at %s", self.ui.url)
             if settings.embedded:
-                self.head = LocalRayHead(num_cpus=settings.ray_num_cpus, log_dir=logs)
+                self.head = LocalRayHead(
+                    num_cpus=settings.ray_num_cpus, log_dir=logs, niceness=settings.ray_niceness
+                )
                 self.head.start(timeout_s=settings.ray_start_timeout_s)
                 log.info("local Ray head at %s (pid %s)", self.head.gcs_address, self.head.pid)
                 address = self.head.dashboard_url

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # The embedded Ray head
     ray_num_cpus: int | None = Field(default=None, ge=1)  # None: all cores
     ray_start_timeout_s: float = Field(default=90.0, gt=0)  # seconds
+    # Niceness of the head and everything it starts (drivers, trials): on one machine the API
+    # answers first and training takes the rest of the CPU; 0 shares it evenly.
+    ray_niceness: int = Field(default=10, ge=0, le=19)
 
     @cached_property
     def home(self) -> Path:

@@ -85,6 +85,12 @@ _STUDY_RUN_STATUS = {
     "failed": "FAILED",
     "cancelled": "KILLED",
 }
+# The run statuses a study with each status may have: its own; an active study's run may
+# still be RUNNING as MLflow opened it; a study just made terminal may not be closed yet.
+_ACTIVE_RUN_STATUSES = frozenset({"SCHEDULED", "RUNNING"})
+_POSSIBLE_RUN_STATUSES: dict[str, frozenset[str]] = {
+    status: _ACTIVE_RUN_STATUSES | {run_status} for status, run_status in _STUDY_RUN_STATUS.items()
+}
 # A diverged trial ran to its end: its run FINISHED, the tag says how.
 _TRIAL_RUN_STATUS = {
     "pending": "SCHEDULED",
@@ -330,12 +336,26 @@ def create_study(
     study_id: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     num_trials: int | None = None,
+    check_unique: bool = True,
+    details: bool = True,
 ) -> StudyRecord:
-    """Open the parent run of a new study (status ``queued``) and return its record."""
+    """Open the parent run of a new study (status ``queued``) and return its record.
+
+    The record is the run and its tags (id, status, the spec as JSON): from then on the study
+    can be read. With ``details`` the rest is written too (``write_study_details``: the spec
+    as params and as ``spec.json``, the run status SCHEDULED); a caller that must answer fast
+    (the service's POST) leaves them to ``write_study_details`` before the study starts.
+
+    A given ``study_id`` is checked against the existing studies (a search over every
+    experiment, the costliest part of this call) unless ``check_unique`` is false: for a
+    caller that made the id itself (a fresh uuid4) or checked it already. A generated id is
+    fresh and never checked.
+    """
     client = _client(tracking_uri)
-    study_id = study_id or uuid.uuid4().hex[:12]
+    if study_id is None:
+        study_id = uuid.uuid4().hex[:12]
     _quoted(study_id, what="study id")
-    if _find_parent(tracking_uri, study_id, required=False) is not None:
+    if check_unique and _find_parent(tracking_uri, study_id, required=False) is not None:
         raise TrackingError(f"a study with id {study_id!r} already exists")
     experiment_id = _experiment_id(tracking_uri, experiment)
     spec_dict = json.loads(json.dumps(dict(spec), default=str))
@@ -349,19 +369,53 @@ def create_study(
         TAG_UPDATED_AT: _now_iso(),
         TAG_NUM_TRIALS: str(num_trials),
     }
-    if len(spec_json) <= _MAX_TAG_VALUE:
+    spec_in_tag = len(spec_json) <= _MAX_TAG_VALUE
+    if spec_in_tag:
         tags[TAG_SPEC_JSON] = spec_json
     name = str(spec_dict.get("name") or f"study-{study_id}")
     run = client.create_run(experiment_id, run_name=name, tags=tags)
+    # the run as created carries every tag above; no read back (only the id is cached on)
+    _parents[(tracking_uri, study_id)] = run
+    if not spec_in_tag:  # spec.json is then the record's only copy of the spec: write it now
+        _write_spec_artifact(client, run.info.run_id, spec_dict)
+    if details:
+        _write_details(client, run, spec_dict, spec_artifact=spec_in_tag)
+    return _record_from_run(run, spec=spec_dict)
+
+
+@_wrap_errors
+def write_study_details(study_id: str, *, tracking_uri: str) -> None:
+    """Complete a record made with ``create_study(details=False)``: the spec as the parent
+    run's params (what MLflow's run table and compare view show), as ``spec.json``, and the
+    run status SCHEDULED while the study is queued. Writing them twice is harmless (same
+    values), so a caller that may have been interrupted simply writes them again."""
+    client = _client(tracking_uri)
+    run = _fresh_parent(tracking_uri, study_id)
+    spec_json = _study_tags_of(run).get(TAG_SPEC_JSON)
+    if spec_json:
+        spec = cast(dict[str, object], json.loads(spec_json))
+    else:
+        spec = load_spec(study_id, tracking_uri=tracking_uri)
+    _write_details(client, run, spec, spec_artifact=bool(spec_json))
+
+
+def _write_details(
+    client: MlflowClient, run: Run, spec: dict[str, object], *, spec_artifact: bool
+) -> None:
     run_id = run.info.run_id
-    params = [Param(key, value) for key, value in flatten(spec_dict).items()]
+    params = [Param(key, value) for key, value in flatten(spec).items()]
     for chunk in _chunks(params, _PARAMS_PER_BATCH):
         client.log_batch(run_id, params=chunk, synchronous=True)
-    client.log_text(run_id, json.dumps(spec_dict, indent=2, sort_keys=True), SPEC_ARTIFACT)
-    client.update_run(run_id, status=_STUDY_RUN_STATUS["queued"])
-    run = client.get_run(run_id)
-    _parents[(tracking_uri, study_id)] = run
-    return _record_from_run(run, spec=spec_dict)
+    if spec_artifact:
+        _write_spec_artifact(client, run_id, spec)
+    # MLflow opens every run RUNNING; a queued study's run is SCHEDULED until its runner
+    # starts (only then: a study that started or ended meanwhile keeps its status)
+    if _study_tags_of(run).get(TAG_STATUS) == "queued" and run.info.status == "RUNNING":
+        client.update_run(run_id, status=_STUDY_RUN_STATUS["queued"])
+
+
+def _write_spec_artifact(client: MlflowClient, run_id: str, spec: dict[str, object]) -> None:
+    client.log_text(run_id, json.dumps(spec, indent=2, sort_keys=True), SPEC_ARTIFACT)
 
 
 def _find_parent(tracking_uri: str, study_id: str, *, required: bool = True) -> Run | None:
@@ -462,6 +516,52 @@ def list_studies(
 
 
 @_wrap_errors
+@_wrap_errors
+def count_studies(*, tracking_uri: str, statuses: Sequence[StudyStatus | str], limit: int) -> int:
+    """How many studies have one of ``statuses`` (the status tag), counted up to ``limit``:
+    the answer is ``min(count, limit)``, from one query.
+
+    Tags cannot be matched with ``IN``, so several statuses are found through the MLflow run
+    status, which can be matched by excluding values: the run statuses a study with none of
+    ``statuses`` may have are left out, then each run's tag is checked. ``set_study_status``
+    orders its two writes so that an active tag always has an active run status (a queued
+    study's run opens RUNNING and becomes SCHEDULED later), which keeps the query a superset.
+    """
+    unknown = [s for s in statuses if s not in STUDY_STATUSES]
+    if unknown:
+        raise TrackingError(f"unknown study status {unknown[0]!r}; one of {STUDY_STATUSES}")
+    if limit <= 0 or not statuses:
+        return 0
+    client = _client(tracking_uri)
+    experiment_ids = _active_experiment_ids(client)
+    if not experiment_ids:
+        return 0
+    wanted = {str(s) for s in statuses}
+    filter_string = f"tags.`{TAG_KIND}` = 'study'"
+    if len(wanted) == 1:
+        filter_string += f" and tags.`{TAG_STATUS}` = {_quoted(next(iter(wanted)), what='status')}"
+    else:
+        possible = set().union(*(_POSSIBLE_RUN_STATUSES[s] for s in wanted))
+        filter_string += "".join(
+            f" and attributes.status != '{run_status}'"
+            for run_status in sorted(set(_STUDY_RUN_STATUS.values()) - possible)
+        )
+    count = 0
+    token: str | None = None
+    while count < limit:
+        page = client.search_runs(
+            experiment_ids,
+            filter_string=filter_string,
+            max_results=min(limit - count, _SEARCH_PAGE),
+            page_token=token,
+        )
+        count += sum(1 for run in page if _study_tags_of(run).get(TAG_STATUS) in wanted)
+        token = page.token
+        if not token:
+            break
+    return min(count, limit)
+
+
 def set_study_status(
     study_id: str,
     status: StudyStatus | str,
@@ -485,12 +585,16 @@ def set_study_status(
         snapshot_trials(study_id, tracking_uri=tracking_uri)
     tags = [RunTag(TAG_STATUS, str(status)), RunTag(TAG_UPDATED_AT, _now_iso())]
     tags.append(RunTag(TAG_ERROR, _truncate(error, _MAX_TAG_VALUE) if error else ""))
-    client.log_batch(run_id, tags=tags, synchronous=True)
     run_status = _STUDY_RUN_STATUS[str(status)]
+    # The tag is the truth; of the two writes, the one that makes the run active goes first
+    # and the one that closes it last, so an active tag never sits on a closed run (see
+    # count_studies) even if a crash falls between them.
     if status in TERMINAL_STUDY_STATUSES:
+        client.log_batch(run_id, tags=tags, synchronous=True)
         client.set_terminated(run_id, status=run_status)
     else:
         client.update_run(run_id, status=run_status)
+        client.log_batch(run_id, tags=tags, synchronous=True)
 
 
 def _snapshot_is_current(tracking_uri: str, study_id: str) -> bool:

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from mlflow.tracking import MlflowClient
 from service_helpers import digits_spec, start_service, wait_for
 
 from service.process import ServiceProcess
+from studies import tracking
 
 pytestmark = pytest.mark.slow
 
@@ -126,11 +129,28 @@ def test_listed_with_links(client: httpx.Client, finished: dict[str, Any]) -> No
     assert links["ray_job"]
 
 
+def test_mlflow_record_is_complete(home: Path, finished: dict[str, Any]) -> None:
+    """The POST writes only the run and its tags; the submitter adds the spec as params and
+    spec.json before the job starts: a finished study's parent run has them all."""
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    record = tracking.get_study(finished["id"], tracking_uri=uri)
+    run = MlflowClient(tracking_uri=uri).get_run(record.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["dataset"] == "digits"
+    assert json.loads(run.data.params["optimizers"]) == ["adam", "radam"]
+    spec = tracking.download_study_artifact(finished["id"], "spec.json", tracking_uri=uri)
+    assert json.loads(spec) == finished["spec"]
+
+
 # ---- the front door ----
 
 
 def test_health_and_readiness(client: httpx.Client) -> None:
-    assert client.get("/healthz").json() == {"status": "alive"}
+    alive = client.get("/healthz")
+    assert alive.json() == {"status": "alive"}
+    # every response says how long the service itself took over it
+    assert alive.headers["server-timing"].startswith("app;dur=")
+    assert float(alive.headers["server-timing"].removeprefix("app;dur=")) >= 0.0
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["ray"] == "ok"

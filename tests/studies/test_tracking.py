@@ -101,6 +101,74 @@ def test_create_and_get_round_trip(uri: str, experiment: str) -> None:
     assert (db_dir / "mlartifacts").is_dir()
 
 
+def test_record_without_details_is_readable_then_completed(uri: str, experiment: str) -> None:
+    """The service's POST writes only the run and its tags; the rest follows before the
+    study starts, and writing it twice changes nothing."""
+    record = tracking.create_study(
+        SPEC, tracking_uri=uri, experiment=experiment, num_trials=18, details=False
+    )
+    assert tracking.get_study(record.study_id, tracking_uri=uri) == record
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(record.run_id)
+    assert run.info.status == "RUNNING"  # as MLflow opens a run
+    assert run.data.params == {}
+
+    tracking.write_study_details(record.study_id, tracking_uri=uri)
+    tracking.write_study_details(record.study_id, tracking_uri=uri)
+    run = client.get_run(record.run_id)
+    assert run.info.status == "SCHEDULED"
+    assert run.data.params["train.epochs"] == "3"
+    assert run.data.params["notes"].endswith("...[truncated]")
+    spec_json = tracking.download_study_artifact(record.study_id, "spec.json", tracking_uri=uri)
+    assert json.loads(spec_json) == SPEC
+    assert tracking.get_study(record.study_id, tracking_uri=uri).status == "queued"
+
+
+def test_details_written_late_keep_a_started_study_running(uri: str, experiment: str) -> None:
+    record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment, details=False)
+    tracking.set_study_status(record.study_id, "running", tracking_uri=uri)
+    tracking.write_study_details(record.study_id, tracking_uri=uri)
+    assert MlflowClient(tracking_uri=uri).get_run(record.run_id).info.status == "RUNNING"
+    assert tracking.get_study(record.study_id, tracking_uri=uri).status == "running"
+
+
+def test_spec_too_long_for_a_tag_is_written_at_once(uri: str, experiment: str) -> None:
+    spec = {**SPEC, "notes": "n" * 9000}  # the spec's JSON no longer fits MLflow's 8000
+    record = tracking.create_study(spec, tracking_uri=uri, experiment=experiment, details=False)
+    assert tracking.get_study(record.study_id, tracking_uri=uri).spec == spec
+    tracking.write_study_details(record.study_id, tracking_uri=uri)
+    run = MlflowClient(tracking_uri=uri).get_run(record.run_id)
+    assert run.info.status == "SCHEDULED"
+    assert run.data.params["notes"].endswith("...[truncated]")
+
+
+def test_count_studies_by_status(uri: str, experiment: str) -> None:
+    ids = [
+        tracking.create_study(
+            SPEC, tracking_uri=uri, experiment=experiment, details=i % 2 == 0
+        ).study_id
+        for i in range(5)
+    ]
+    tracking.set_study_status(ids[0], "running", tracking_uri=uri)
+    tracking.set_study_status(ids[1], "succeeded", tracking_uri=uri)
+    tracking.set_study_status(ids[2], "cancelled", tracking_uri=uri)
+    # ids[3] queued (its run still RUNNING, details not written), ids[4] queued (SCHEDULED)
+
+    def count(*statuses: str, limit: int = 100) -> int:
+        return tracking.count_studies(tracking_uri=uri, statuses=statuses, limit=limit)
+
+    before = {s: count(s, limit=10_000) for s in tracking.STUDY_STATUSES}
+    assert count("queued", "running", limit=10_000) == before["queued"] + before["running"]
+    assert before["queued"] >= 2 and before["running"] >= 1
+    assert count("queued", "running", limit=2) == 2  # bounded
+    assert count(limit=10) == 0
+    with pytest.raises(TrackingError, match="unknown study status"):
+        count("paused")
+    tracking.set_study_status(ids[3], "failed", tracking_uri=uri, error="boom")
+    assert count("queued", limit=10_000) == before["queued"] - 1
+    assert count("failed", limit=10_000) == before["failed"] + 1
+
+
 def test_study_id_given_and_duplicate_refused(uri: str, experiment: str) -> None:
     study_id = uuid.uuid4().hex[:12]
     record = tracking.create_study(
