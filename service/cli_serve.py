@@ -12,11 +12,11 @@ import logging
 from typing import Any
 
 from service.errors import UnsafeBindError
-from service.settings import LOOPBACK_HOSTS, Settings
+from service.settings import Settings, is_loopback
 
 
 def check_bind(host: str, settings: Settings) -> None:
-    if host not in LOOPBACK_HOSTS and settings.token() is None:
+    if not is_loopback(host) and settings.token() is None:
         raise UnsafeBindError(
             f"refusing to listen on {host} without an API token: set API_TOKEN, "
             "or serve on 127.0.0.1"

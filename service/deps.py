@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 
 from service.errors import UnauthorizedError
 from service.runtime import Runtime
-from service.settings import Settings
+from service.settings import Settings, is_loopback
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -25,12 +25,25 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def require_token(
+    request: Request,
     settings: SettingsDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
-    """With API_TOKEN set, the request must carry ``Authorization: Bearer <token>``."""
+    """With API_TOKEN set, the request must carry ``Authorization: Bearer <token>``.
+
+    Without one, only requests that reach the service on a loopback address may write.
+    ``robustness serve`` refuses a non-loopback host without a token; this holds the same line
+    for a service started some other way (``uvicorn service.main:create_app --host 0.0.0.0``).
+    """
     expected = settings.token()
     if expected is None:
+        server = request.scope.get("server")  # (address, port) the connection arrived on
+        if server is not None and not is_loopback(str(server[0])):
+            raise UnauthorizedError(
+                f"this service has no API token and was reached on {server[0]}: without a "
+                "token only loopback requests may submit or cancel; set API_TOKEN",
+                wrong=True,
+            )
         return
     if not authorization:
         raise UnauthorizedError("this endpoint needs Authorization: Bearer <API token>")

@@ -27,7 +27,9 @@ class ServiceProcess:
         env: dict[str, str] | None = None,
         port: int | None = None,
         log_path: Path | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host  # the interface uvicorn binds; ``url`` always goes through loopback
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
         self.log_path = log_path
@@ -49,7 +51,7 @@ class ServiceProcess:
             "--factory",
             "service.main:create_app",
             "--host",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(self.port),
             "--no-access-log",

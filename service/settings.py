@@ -10,6 +10,7 @@ request), and the limits.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +21,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from studies.spec import DEFAULT_MAX_TRIALS
 
 LOOPBACK_HOSTS: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, or any address in 127.0.0.0/8 or ::1."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
