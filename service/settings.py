@@ -5,7 +5,7 @@ starts its own single-node Ray head on 127.0.0.1), ``MLFLOW_TRACKING_URI`` (unse
 project home), ``MLFLOW_UI_URL`` (for links; unset on the embedded default: the service starts an
 MLflow UI on loopback over the same store), ``API_TOKEN`` (bearer token for POST and cancel),
 ``DATA_DIR`` and ``ROBUSTNESS_HOME`` (where datasets and records live; never taken from a
-request), and the limits.
+request), the limits, and the embedded head's ``RAY_NUM_CPUS`` and ``RAY_NICENESS``.
 """
 
 from __future__ import annotations
