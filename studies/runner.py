@@ -96,6 +96,7 @@ class StudyProgress:
 
 
 ProgressFn = Callable[[StudyProgress], None]
+TrainableFn = Callable[[dict[str, Any]], None]
 
 
 # --- the trainable Tune runs ----------------------------------------------------------------
@@ -319,11 +320,12 @@ def build_tuner(
     storage_path: Path,
     data_dir: str | None,
     skip_keys: frozenset[str] = frozenset(),
+    trainable_fn: TrainableFn = tune_trainable,
 ) -> tune.Tuner:
     """A fresh Tuner for the study; grid points in ``skip_keys`` (already recorded) are left
-    out."""
+    out. ``trainable_fn`` is the function Tune runs per trial (see ``run_study``)."""
     resources = spec.resources_per_trial
-    trainable = tune.with_resources(tune_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
+    trainable = tune.with_resources(trainable_fn, {"cpu": resources.cpu, "gpu": resources.gpu})
     constants: dict[str, Any] = {"spec": spec.to_dict(), "data_dir": data_dir}
     if spec.search.kind == "grid":
         points = [c.model_dump() for c in spec.trial_configs() if c.key not in skip_keys]
@@ -361,11 +363,17 @@ def build_tuner(
     )
 
 
-def restore_tuner(experiment_dir: Path, callback: RecordingCallback, spec: StudySpec) -> tune.Tuner:
+def restore_tuner(
+    experiment_dir: Path,
+    callback: RecordingCallback,
+    spec: StudySpec,
+    *,
+    trainable_fn: TrainableFn = tune_trainable,
+) -> tune.Tuner:
     """Tune's saved experiment, with this call's recording callback in place of the saved one
     (whose progress display and MLflow run ids do not survive pickling)."""
     resources = spec.resources_per_trial
-    trainable = tune.with_resources(tune_trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
+    trainable = tune.with_resources(trainable_fn, {"cpu": resources.cpu, "gpu": resources.gpu})
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
     )
@@ -458,12 +466,18 @@ def run_study(
     resume: bool = False,
     progress: ProgressFn | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    trainable_fn: TrainableFn = tune_trainable,
 ) -> StudyRecord:
     """Run the study ``study_id`` (created with ``tracking.create_study``) to its end.
 
     Returns its record: ``succeeded``, ``failed`` (every trial failed) or ``cancelled``
     (interrupted; run again with ``resume=True``). Raises ``StudyStateError`` for a study
     that already succeeded, or one not queued without ``resume``.
+
+    ``trainable_fn`` is the function Tune runs for each trial, ``tune_trainable`` unless a
+    caller wraps it (tests/studies/test_runner.py passes one that crashes a trial's worker
+    once, to check that Tune retries it from its last checkpoint). It runs in Ray's workers,
+    so it must pickle (cloudpickle: by value or importable there).
     """
     record = tracking.get_study(study_id, tracking_uri=tracking_uri)
     if record.status == "succeeded":
@@ -487,11 +501,17 @@ def run_study(
             check_cluster(spec)
             experiment_dir = storage / study_id
             if resume and tune.Tuner.can_restore(str(experiment_dir)):
-                tuner = restore_tuner(experiment_dir, callback, spec)
+                tuner = restore_tuner(experiment_dir, callback, spec, trainable_fn=trainable_fn)
             else:
                 done = _recorded_keys(study_id, tracking_uri) if resume else frozenset()
                 tuner = build_tuner(
-                    spec, study_id, callback, storage_path=storage, data_dir=data, skip_keys=done
+                    spec,
+                    study_id,
+                    callback,
+                    storage_path=storage,
+                    data_dir=data,
+                    skip_keys=done,
+                    trainable_fn=trainable_fn,
                 )
             tuner.fit()
     except BaseException as exc:

@@ -1,23 +1,27 @@
 """The runner on real Ray (one local session for the module) and real MLflow (SQLite in a tmp
 dir): a grid study leaves a parent run and one nested run per trial with every epoch; a
 diverging trial is data, not a failure; an interrupted study resumes without re-running the
-trials that finished; an Optuna study repeats each sample over the seeds."""
+trials that finished; a trial whose worker crashes is retried from its last checkpoint; an Optuna
+study repeats each sample over the seeds."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import ray
+from mlflow.tracking import MlflowClient
 
 from studies import runner, tracking
 from studies.errors import ClusterError, StudyStateError
 from studies.runner import StudyProgress
-from studies.spec import StudySpec
+from studies.spec import StudySpec, TrialConfig
+from studies.trainable import run_trial
 
 pytestmark = pytest.mark.slow
 
@@ -149,6 +153,93 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(
     for key in finished_before:  # untouched: the same run, the same numbers
         assert after[key].run_id == before[key].run_id
         assert after[key].history == before[key].history
+
+
+def _crash_once(workdir: Path, *, after_epoch: int) -> Callable[[dict[str, Any]], None]:
+    """The runner's real trainable, wrapped: each reported epoch is noted in
+    ``workdir/epochs.log`` as ``attempt pid epoch``, and on its first attempt (no
+    ``workdir/crashed`` yet) the worker process dies (``os._exit``) once epoch ``after_epoch``
+    is reported and checkpointed. Defined in a function so that cloudpickle sends it to Ray's
+    workers by value (they cannot import this test module)."""
+
+    class CrashOnceSession(runner._TuneSession):
+        def __init__(self, attempt: int) -> None:
+            self.attempt = attempt
+
+        def report(self, metrics: dict[str, Any], state: Any) -> None:
+            super().report(metrics, state)  # Tune has the result and its checkpoint
+            with (workdir / "epochs.log").open("a") as log:
+                log.write(f"{self.attempt} {os.getpid()} {metrics['epoch']}\n")
+            if self.attempt == 1 and metrics["epoch"] == after_epoch:
+                os._exit(1)  # the worker dies mid-trial, as a killed or OOMed process would
+
+    def trainable(config: dict[str, Any]) -> None:
+        try:  # atomic: only the first attempt creates the marker
+            os.close(os.open(workdir / "crashed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            attempt = 1
+        except FileExistsError:
+            attempt = 2
+        runner.train_trial(config, session=CrashOnceSession(attempt))
+
+    return trainable
+
+
+def test_a_crashed_trial_is_retried_from_its_last_checkpoint(
+    local_ray: None, where: dict[str, Any], tmp_path: Path
+) -> None:
+    spec = _digits(
+        optimizers=["sgd"],
+        learning_rates=[0.05],
+        epochs=4,
+        train_subset=256,
+        test_subset=200,
+        max_failures=1,
+    )
+    uri = where["tracking_uri"]
+    created = tracking.create_study(spec.to_dict(), tracking_uri=uri, num_trials=spec.num_trials)
+    seen: list[StudyProgress] = []
+    record = runner.run_study(
+        created.study_id,
+        progress=lambda p: seen.append(StudyProgress(**vars(p))),
+        trainable_fn=_crash_once(tmp_path, after_epoch=2),
+        **where,
+    )
+    assert record.status == "succeeded"
+
+    # The worker really died after epoch 2, and a new one (another process) finished the
+    # trial: it began at epoch 3, the epoch after the last checkpoint, and ran nothing twice.
+    runs: dict[int, list[tuple[int, int]]] = {}
+    for line in (tmp_path / "epochs.log").read_text().splitlines():
+        attempt, pid, epoch = map(int, line.split())
+        runs.setdefault(attempt, []).append((pid, epoch))
+    assert sorted(runs) == [1, 2]
+    assert [epoch for _, epoch in runs[1]] == [1, 2]
+    assert [epoch for _, epoch in runs[2]] == [3, 4]
+    assert {pid for pid, _ in runs[1]}.isdisjoint(pid for pid, _ in runs[2])
+
+    # Tune's own record of the trial's results (result.json, appended to by the retry): each
+    # epoch once, in order.
+    (results,) = (where["storage_path"] / created.study_id).glob("*/result.json")
+    reported = [json.loads(line)["epoch"] for line in results.read_text().splitlines()]
+    assert reported == [1, 2, 3, 4]
+
+    # MLflow: one nested run for the trial, finished, one value per epoch at steps 1..4; the
+    # curve is the one an uninterrupted run of the trial draws (the state was restored, not
+    # only the epoch counter).
+    (trial,) = tracking.load_trials(created.study_id, tracking_uri=uri)
+    assert trial.trial_id == "sgd-lr0.05-none-s0"
+    assert trial.status == "finished"
+    assert trial.run_id is not None
+    client = MlflowClient(uri)
+    for metric in ("train_loss", "test_loss", "test_acc", "lr"):
+        steps = [m.step for m in client.get_metric_history(trial.run_id, metric)]
+        assert sorted(steps) == [1, 2, 3, 4], metric
+    whole = run_trial(spec, TrialConfig(optimizer="sgd", lr=0.05, seed=0), threads=1)
+    for metric in ("train_loss", "test_loss", "test_acc"):
+        assert trial.history[metric] == pytest.approx([m[metric] for m in whole], rel=1e-5)
+
+    last = seen[-1]
+    assert (last.finished, last.diverged, last.failed) == (1, 0, 0)
 
 
 def test_optuna_repeats_each_sample_over_the_seeds(
