@@ -212,6 +212,9 @@ class RecordingCallback(tune.Callback):
     # Tune's hooks (all in the driver).
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        # Tune calls this again when it retries a crashed trial (FailureConfig): the run is
+        # reopened, but the trial was counted when it first started and is still running
+        retried = trial.trial_id in self.run_ids
         key, cfg = self._key(trial)
         self.keys[trial.trial_id] = key
         self.run_ids[trial.trial_id] = tracking.start_trial(
@@ -220,8 +223,9 @@ class RecordingCallback(tune.Callback):
             params=trial_params(self.spec, cfg),
             tracking_uri=self.tracking_uri,
         )
-        self.progress.running += 1
-        self.progress.started += 1
+        if not retried:
+            self.progress.running += 1
+            self.progress.started += 1
         self._show()
 
     def on_trial_result(

@@ -240,6 +240,7 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(
 
     last = seen[-1]
     assert (last.finished, last.diverged, last.failed) == (1, 0, 0)
+    assert (last.running, last.started) == (0, 1)  # the retry is the same trial, not a second
 
 
 def test_optuna_repeats_each_sample_over_the_seeds(
