@@ -61,6 +61,10 @@ class LocalRayHead:
         self.niceness = niceness
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
+        # the job agent's HTTP port defaults to a fixed 52365: another Ray on the machine (a
+        # test's ray.init(), a second service) holding it leaves this head with no job agent,
+        # and every submission fails with "No available agent to submit job"
+        self.agent_port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -91,6 +95,7 @@ class LocalRayHead:
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={self.dashboard_port}",
+            f"--dashboard-agent-listen-port={self.agent_port}",
             "--disable-usage-stats",
         ]
         if self.num_cpus is not None:

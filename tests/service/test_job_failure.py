@@ -1,0 +1,243 @@
+"""A study's Ray job ended behind the service's back: its driver killed (SIGKILL: nothing
+in the job gets to write anything), or the job stopped through Ray's Jobs API rather than the
+service (with its driver frozen, so it cannot record its own cancel, and as it is). Ray knows,
+the MLflow record still says ``running``; the service reads the job's state, reports the study
+``failed`` / ``cancelled`` with the reason, writes that back to the record (so lists and a
+restarted service see it too), and refuses a cancel (409).
+
+One real service process (uvicorn, its own local Ray head, SQLite MLflow). Each study is sized
+to run for over a minute even on an idle machine (eight trials one at a time, 60 epochs each)
+and is interrupted as soon as its first trial has started, so it cannot finish before the test
+acts; and the test checks that Ray saw the job end the way the test ended it (FAILED /
+STOPPED, not SUCCEEDED)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from service_helpers import TERMINAL, digits_spec, start_service, wait_for
+
+from service.process import ServiceProcess
+from studies import tracking
+
+pytestmark = pytest.mark.slow
+
+LEARNING_RATES = [0.03, 0.01, 0.003, 0.001]
+TOTAL = 8  # trials: two optimizers x four learning rates, one at a time
+# 60 epochs: ~6 s of training per trial on an idle core (0.1 s an epoch, measured), so the
+# study is over a minute of work even unloaded; the test acts within a second or so of seeing
+# the first trial start (typically still at epoch 0), so the study cannot finish first
+EPOCHS = 60
+START_TIMEOUT_S = 300.0  # a fresh head's first job, torch imports, a trial actor: on 2 cores
+RAY_TIMEOUT_S = 120.0  # for Ray to notice a dead driver, or to stop a job
+
+
+@pytest.fixture(scope="module")
+def service(home: Path) -> Iterator[ServiceProcess]:
+    process = start_service(home)
+    # The service's head uses Ray's token auth (its default), with the token in ~/.ray; our own
+    # Jobs client in this process needs it too. Undone afterwards for the tests that follow.
+    had_auth_mode = os.environ.get("RAY_AUTH_MODE")
+    try:
+        from service.local_ray import enable_token_auth
+
+        enable_token_auth()
+        yield process
+    finally:
+        if had_auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.url, timeout=60.0) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(home: Path) -> str:
+    return f"sqlite:///{home / 'mlflow.db'}"
+
+
+def submit_long_study(client: httpx.Client, name: str) -> str:
+    spec = digits_spec(
+        name=name,
+        learning_rates=LEARNING_RATES,
+        epochs=EPOCHS,
+        train_subset=600,
+        max_concurrent_trials=1,
+    )
+    response = client.post("/studies", json=spec)
+    assert response.status_code == 202, response.text
+    assert response.json()["num_trials"] == TOTAL
+    study_id: str = response.json()["id"]
+    return study_id
+
+
+def wait_trial_started(client: httpx.Client, study_id: str) -> dict[str, Any]:
+    """Until the study is running with a trial started (its driver is up and recording)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = client.get(f"/studies/{study_id}")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] not in TERMINAL, f"the study ended before the test acted: {body}"
+        progress = body["progress"]
+        if body["status"] == "running" and progress["running"] + progress["done"] >= 1:
+            assert progress["done"] < TOTAL, body
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"study {study_id} started no trial in {START_TIMEOUT_S} s: {body}")
+
+
+def jobs_client(study: dict[str, Any]) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    dashboard = study["links"]["ray_job"].split("/#/")[0]
+    return JobSubmissionClient(dashboard)
+
+
+def driver_pid(jobs: Any, study_id: str) -> int:
+    """The pid of the study's driver (the runner), checked to be that process before anyone
+    signals it."""
+    deadline = time.monotonic() + RAY_TIMEOUT_S
+    info = None
+    while time.monotonic() < deadline:
+        info = jobs.get_job_info(study_id)
+        assert info.status.value == "RUNNING", info
+        if info.driver_info is not None and info.driver_info.pid:
+            pid = int(info.driver_info.pid)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            assert "studies run" in cmdline and study_id in cmdline, cmdline
+            return pid
+        time.sleep(0.5)
+    raise AssertionError(f"Ray names no driver for job {study_id}: {info}")
+
+
+def wait_job_status(jobs: Any, study_id: str, *, until: str) -> None:
+    """Until Ray says the job's status is ``until``; any other end fails the test."""
+    deadline = time.monotonic() + RAY_TIMEOUT_S
+    status = None
+    while time.monotonic() < deadline:
+        status = jobs.get_job_status(study_id).value
+        if status == until:
+            return
+        assert status in ("PENDING", "RUNNING"), f"job {study_id} ended {status}, not {until}"
+        time.sleep(0.5)
+    raise AssertionError(f"job {study_id} still {status} after {RAY_TIMEOUT_S} s")
+
+
+def listed(client: httpx.Client, status: str) -> set[str]:
+    response = client.get("/studies", params={"status": status})
+    assert response.status_code == 200, response.text
+    return {item["id"] for item in response.json()["items"]}
+
+
+def test_killed_driver_fails_the_study_and_its_record(
+    client: httpx.Client, tracking_uri: str
+) -> None:
+    study_id = submit_long_study(client, "killed-driver")
+    started = wait_trial_started(client, study_id)
+    jobs = jobs_client(started)
+    os.kill(driver_pid(jobs, study_id), signal.SIGKILL)
+    wait_job_status(jobs, study_id, until="FAILED")
+
+    # Ray knows; the record does not: the killed runner wrote nothing, and the service has not
+    # looked since (it corrects records when it reads them)
+    stale = tracking.get_study(study_id, tracking_uri=tracking_uri)
+    assert stale.status == "running", stale
+
+    study = wait_for(client, study_id, timeout_s=RAY_TIMEOUT_S)
+    assert study["status"] == "failed", study
+    assert study["error"].startswith("its Ray job failed: "), study["error"]
+    assert "exit code" in study["error"], study["error"]  # Ray's reason, not "no message"
+    assert study["progress"]["done"] < TOTAL, study
+
+    # written back: MLflow says so, and so does a list filtered by status
+    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
+    assert record.status == "failed", record
+    assert record.error == study["error"]
+    assert study_id in listed(client, "failed")
+    assert study_id not in listed(client, "running")
+
+    # already terminal: a cancel is a conflict, and changes nothing
+    cancel = client.post(f"/studies/{study_id}/cancel")
+    assert cancel.status_code == 409, cancel.text
+    assert "already failed" in cancel.json()["detail"]
+    assert client.get(f"/studies/{study_id}").json()["status"] == "failed"
+    assert tracking.get_study(study_id, tracking_uri=tracking_uri).status == "failed"
+
+
+STOPPED_BY_SERVICE = "its Ray job was stopped"
+
+
+def kill_if_still_there(pid: int, study_id: str) -> None:
+    """SIGKILL the study's driver if it outlived the test (only that process: the pid must still
+    be the runner of this study)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return  # gone, as it should be
+    if study_id.encode() in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("frozen", [True, False], ids=["driver-frozen", "driver-free"])
+def test_job_stopped_through_ray_cancels_the_study_and_its_record(
+    client: httpx.Client, tracking_uri: str, frozen: bool
+) -> None:
+    """``ray job stop`` sends the driver SIGTERM, then SIGKILL after a few seconds. The runner
+    takes SIGTERM as an interrupt and records ``cancelled`` itself (no error) if it gets that
+    far before the SIGKILL; otherwise the record still says ``running`` and it is the service
+    that must write ``cancelled``, with its reason.
+
+    driver-frozen: the driver is SIGSTOPped first (a runner too slow to react, e.g. saving
+    Tune's state on a loaded machine), so it cannot write anything before the SIGKILL: the
+    write-back is the service's, every time. driver-free: the job stopped as it is; which of
+    the two writes the record depends on timing, so either error is accepted, and the study
+    and its record must end ``cancelled`` either way."""
+    study_id = submit_long_study(client, "stopped-job-frozen" if frozen else "stopped-job")
+    started = wait_trial_started(client, study_id)
+    jobs = jobs_client(started)
+    pid = driver_pid(jobs, study_id)
+    try:
+        if frozen:
+            os.kill(pid, signal.SIGSTOP)
+        assert jobs.stop_job(study_id) is True
+        wait_job_status(jobs, study_id, until="STOPPED")
+    finally:
+        kill_if_still_there(pid, study_id)
+
+    if frozen:  # the runner never ran again: the record is stale until the service looks
+        stale = tracking.get_study(study_id, tracking_uri=tracking_uri)
+        assert stale.status == "running", stale
+
+    study = wait_for(client, study_id, timeout_s=RAY_TIMEOUT_S)
+    assert study["status"] == "cancelled", study
+    if frozen:
+        assert study["error"] == STOPPED_BY_SERVICE, study["error"]
+    else:
+        assert study["error"] in (None, STOPPED_BY_SERVICE), study["error"]
+    assert study["progress"]["done"] < TOTAL, study
+
+    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
+    assert record.status == "cancelled", record
+    assert record.error == study["error"]
+    assert study_id in listed(client, "cancelled")
+    assert study_id not in listed(client, "running")
+
+    cancel = client.post(f"/studies/{study_id}/cancel")
+    assert cancel.status_code == 409, cancel.text
+    assert "already cancelled" in cancel.json()["detail"]
+    assert tracking.get_study(study_id, tracking_uri=tracking_uri).status == "cancelled"
