@@ -416,10 +416,15 @@ class StudyService:
         return ray_state, mlflow_state
 
 
-def progress_counts(trials: list[TrialRecord], *, total: int) -> dict[str, int]:
+def progress_counts(
+    trials: list[TrialRecord], *, total: int, study_ended: bool = False
+) -> dict[str, int]:
+    """Trials by status. A study that ended runs nothing: a trial its end left open (the job
+    died or was stopped under it) counts as pending, as a resumed study would run it again."""
     counts = {"finished": 0, "running": 0, "failed": 0, "diverged": 0, "pending": 0}
     for trial in trials:
-        counts[trial.status] = counts.get(trial.status, 0) + 1
+        status = "pending" if study_ended and trial.status == "running" else trial.status
+        counts[status] = counts.get(status, 0) + 1
     done = counts["finished"] + counts["failed"] + counts["diverged"]
     total = max(total, len(trials))
     counts["pending"] += max(0, total - len(trials))

@@ -1,14 +1,20 @@
 """The embedded default's Ray: a single-node head on 127.0.0.1 that the service starts and stops.
 
-``ray start --head --block`` runs as a child in its own session, bound to loopback (GCS, the
-node and the dashboard, whose Jobs API the service talks to), niced (10 by default) with all
-it starts: the service and the studies share one machine's cores, and the API should not
-wait behind a study's driver or trials (training alone runs as fast; with nothing else to
-run, niceness costs nothing). On 2 cores, POSTs sent back to back while the previous
-studies' Ray processes start and stop: p99 550 ms at niceness 0, 375 ms at 10 (one run
-each of bench/api_latency.py; POSTs on a settled machine: 92 and 68 ms). Stopping sends SIGTERM to that
-one process, which drains and stops the processes it started; what is left of its process
-group after a grace period is killed. Never ``ray stop``: other Ray clusters on the machine
+``ray start --head --block`` runs as a child in its own session, told 127.0.0.1 for the
+node, GCS and the dashboard (whose Jobs API the service talks to); the GCS, dashboard and
+job agent ports are picked free (another Ray on the machine may hold Ray's defaults).
+Ray 2.60 still binds some node services (the job agent, the Ray Client server) to the
+machine's address; Ray's token auth, on by default, is what guards those.
+
+The head runs niced (10 by default) with all it starts: the service and the studies share
+one machine's cores, and the API should not wait behind a study's driver or trials
+(training alone runs as fast; with nothing else to run, niceness costs nothing). On 2
+cores, POSTs sent back to back while the previous studies' Ray processes start and stop:
+p99 550 ms at niceness 0, 375 ms at 10 (one run each of bench/api_latency.py; POSTs on a
+settled machine: 92 and 68 ms).
+
+Stopping sends SIGTERM to that one process, which drains and stops the processes it
+started; what is left of its process group after a grace period is killed. Never ``ray stop``: other Ray clusters on the machine
 are not ours. Ray's token auth (``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN``) is inherited from the
 environment as it is, not switched off.
 """

@@ -162,6 +162,7 @@ def test_killed_driver_fails_the_study_and_its_record(
     assert study["error"].startswith("its Ray job failed: "), study["error"]
     assert "exit code" in study["error"], study["error"]  # Ray's reason, not "no message"
     assert study["progress"]["done"] < TOTAL, study
+    assert study["progress"]["running"] == 0, study  # an ended study runs nothing
 
     # written back: MLflow says so, and so does a list filtered by status
     record = tracking.get_study(study_id, tracking_uri=tracking_uri)
@@ -230,6 +231,7 @@ def test_job_stopped_through_ray_cancels_the_study_and_its_record(
     else:
         assert study["error"] in (None, STOPPED_BY_SERVICE), study["error"]
     assert study["progress"]["done"] < TOTAL, study
+    assert study["progress"]["running"] == 0, study  # an ended study runs nothing
 
     record = tracking.get_study(study_id, tracking_uri=tracking_uri)
     assert record.status == "cancelled", record
