@@ -316,6 +316,11 @@ def _search_alg(spec: StudySpec, study_id: str, constants: dict[str, Any]) -> An
     return Repeater(searcher, repeat=len(spec.seeds), set_index=True)
 
 
+def _with_resources(trainable_fn: TrainableFn, spec: StudySpec) -> Any:
+    resources = spec.resources_per_trial
+    return tune.with_resources(trainable_fn, {"cpu": resources.cpu, "gpu": resources.gpu})
+
+
 def build_tuner(
     spec: StudySpec,
     study_id: str,
@@ -328,8 +333,7 @@ def build_tuner(
 ) -> tune.Tuner:
     """A fresh Tuner for the study; grid points in ``skip_keys`` (already recorded) are left
     out. ``trainable_fn`` is the function Tune runs per trial (see ``run_study``)."""
-    resources = spec.resources_per_trial
-    trainable = tune.with_resources(trainable_fn, {"cpu": resources.cpu, "gpu": resources.gpu})
+    trainable = _with_resources(trainable_fn, spec)
     constants: dict[str, Any] = {"spec": spec.to_dict(), "data_dir": data_dir}
     if spec.search.kind == "grid":
         points = [c.model_dump() for c in spec.trial_configs() if c.key not in skip_keys]
@@ -376,8 +380,7 @@ def restore_tuner(
 ) -> tune.Tuner:
     """Tune's saved experiment, with this call's recording callback in place of the saved one
     (whose progress display and MLflow run ids do not survive pickling)."""
-    resources = spec.resources_per_trial
-    trainable = tune.with_resources(trainable_fn, {"cpu": resources.cpu, "gpu": resources.gpu})
+    trainable = _with_resources(trainable_fn, spec)
     tuner = tune.Tuner.restore(
         str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
     )

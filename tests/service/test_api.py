@@ -42,12 +42,6 @@ def service(home: Path) -> Iterator[ServiceProcess]:
         process.stop()
 
 
-@pytest.fixture(scope="module")
-def client(service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=60.0) as c:
-        yield c
-
-
 # ---- a study's whole life ----
 
 

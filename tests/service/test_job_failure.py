@@ -58,12 +58,6 @@ def service(home: Path) -> Iterator[ServiceProcess]:
 
 
 @pytest.fixture(scope="module")
-def client(service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=60.0) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def tracking_uri(home: Path) -> str:
     return f"sqlite:///{home / 'mlflow.db'}"
 
@@ -143,6 +137,23 @@ def listed(client: httpx.Client, status: str) -> set[str]:
     return {item["id"] for item in response.json()["items"]}
 
 
+def assert_written_back(client: httpx.Client, tracking_uri: str, study: dict[str, Any]) -> None:
+    """The ended status the service reported is in the MLflow record and in the lists; a
+    cancel of the ended study is a conflict (409) and changes nothing."""
+    study_id, status = study["id"], study["status"]
+    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
+    assert record.status == status, record
+    assert record.error == study["error"]
+    assert study_id in listed(client, status)
+    assert study_id not in listed(client, "running")
+
+    cancel = client.post(f"/studies/{study_id}/cancel")
+    assert cancel.status_code == 409, cancel.text
+    assert f"already {status}" in cancel.json()["detail"]
+    assert client.get(f"/studies/{study_id}").json()["status"] == status
+    assert tracking.get_study(study_id, tracking_uri=tracking_uri).status == status
+
+
 def test_killed_driver_fails_the_study_and_its_record(
     client: httpx.Client, tracking_uri: str
 ) -> None:
@@ -164,19 +175,7 @@ def test_killed_driver_fails_the_study_and_its_record(
     assert study["progress"]["done"] < TOTAL, study
     assert study["progress"]["running"] == 0, study  # an ended study runs nothing
 
-    # written back: MLflow says so, and so does a list filtered by status
-    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
-    assert record.status == "failed", record
-    assert record.error == study["error"]
-    assert study_id in listed(client, "failed")
-    assert study_id not in listed(client, "running")
-
-    # already terminal: a cancel is a conflict, and changes nothing
-    cancel = client.post(f"/studies/{study_id}/cancel")
-    assert cancel.status_code == 409, cancel.text
-    assert "already failed" in cancel.json()["detail"]
-    assert client.get(f"/studies/{study_id}").json()["status"] == "failed"
-    assert tracking.get_study(study_id, tracking_uri=tracking_uri).status == "failed"
+    assert_written_back(client, tracking_uri, study)
 
 
 STOPPED_BY_SERVICE = "its Ray job was stopped"
@@ -233,13 +232,4 @@ def test_job_stopped_through_ray_cancels_the_study_and_its_record(
     assert study["progress"]["done"] < TOTAL, study
     assert study["progress"]["running"] == 0, study  # an ended study runs nothing
 
-    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
-    assert record.status == "cancelled", record
-    assert record.error == study["error"]
-    assert study_id in listed(client, "cancelled")
-    assert study_id not in listed(client, "running")
-
-    cancel = client.post(f"/studies/{study_id}/cancel")
-    assert cancel.status_code == 409, cancel.text
-    assert "already cancelled" in cancel.json()["detail"]
-    assert tracking.get_study(study_id, tracking_uri=tracking_uri).status == "cancelled"
+    assert_written_back(client, tracking_uri, study)
