@@ -22,6 +22,7 @@ from studies import paths
 from studies.cli.run import add_override_option
 from studies.errors import ClusterError
 from studies.presets import DEFAULT_PRESET, parse_override
+from studies.status import StudyStatus
 from studies.summary import StudySummary, format_table
 
 POLL_S = 2.0  # seconds between progress reads
@@ -100,7 +101,7 @@ def follow(client: httpx.Client, *, preset: str, overrides: dict[str, Any]) -> i
             eta = study.get("eta_seconds")
             _say(line + (f"; ~{eta:.0f} s left" if eta else ""))
             last = line
-        if study["status"] in ("succeeded", "failed", "cancelled"):
+        if StudyStatus.parse(study["status"]).terminal:
             break
         time.sleep(POLL_S)
     if study["status"] != "succeeded":

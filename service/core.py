@@ -1,11 +1,20 @@
-"""The service's behaviour, free of HTTP: create, read, list, cancel and recover studies.
+"""The service's behaviour, free of HTTP: create, read, list, cancel and reconcile studies.
 
-MLflow (through ``studies.tracking``) holds the record of every study; Ray holds the execution.
-A study's state is the record's status, corrected by its Ray job: a job that failed or was
-stopped behind the record's back is written back to the record; a job that vanished (the
-cluster restarted, e.g. the embedded head with the service) is resubmitted with ``--resume``
-(Ray Tune picks up its experiment state) or, when that is off, the study is marked failed with
-the reason. Nothing else is stored: a restarted service lists everything from MLflow.
+The store (``studies.tracking.StudyStore``, MLflow) holds the record of every study; Ray holds
+the execution. Reads are pure: a GET shows the record (a study whose job is running shows as
+running) and never writes or submits. Only ``reconcile`` (the service's reconciler loop, see
+``service.reconciler``, and ``robustness reconcile``) compares the active records with Ray's
+jobs and fixes them:
+
+* job stopped behind the record's back -> ``cancelled``, with the reason;
+* job FAILED or MISSING while the record is active: the driver died (a runner that fails on
+  its own, for the spec or an error, records ``failed`` itself first), so the study is
+  resubmitted with ``--resume`` (finished trials are not run again, interrupted ones continue
+  from their last checkpoint), counting the restart and its reason on the parent run; past
+  ``max_restarts`` it is ``failed`` with the reason;
+* in each case the trials the dead driver left ``running`` are set back to ``pending``.
+
+Nothing else is stored: a restarted service lists everything from the store.
 
 Idempotency: a POST's ``Idempotency-Key`` determines the study id (a hash of the key), so a
 retried POST finds the study it created, across restarts, without a lookup table.
@@ -40,15 +49,20 @@ from service.schemas import FigureFormat, FigureName
 from service.settings import Settings
 from studies import figures, report, tracking
 from studies.errors import ClusterError, RobustnessError, StudyNotFoundError, StudyStateError
-from studies.results import StudyRecord, StudyStatus, TrialRecord
+from studies.results import StudyRecord, TrialRecord
 from studies.spec import StudySpec
+from studies.status import (
+    ACTIVE_JOB_STATES,
+    ACTIVE_STUDY,
+    TERMINAL_STUDY,
+    StudyStatus,
+    TrialStatus,
+)
 from studies.summary import StudySummary
+from studies.tracking import StudyStore
 
 log = logging.getLogger("service")
 
-TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-ACTIVE: tuple[StudyStatus, ...] = ("queued", "running")
-ACTIVE_JOB: frozenset[str] = frozenset({"PENDING", "RUNNING"})
 _STUDY_ID = re.compile(r"^[0-9a-f]{8,64}$")  # ours are 32; the CLI's 12
 _FIGURE_CACHE_SIZE = 64  # rendered figures of finished studies kept in memory
 
@@ -76,9 +90,12 @@ def check_study_id(study_id: str) -> None:
 
 
 class StudyService:
-    def __init__(self, settings: Settings, *, jobs: StudyJobs) -> None:
+    def __init__(
+        self, settings: Settings, *, jobs: StudyJobs, store: StudyStore | None = None
+    ) -> None:
         self.settings = settings
         self.jobs = jobs
+        self.store = store if store is not None else tracking.store_for(settings.tracking_uri)
         self.uri = settings.tracking_uri
         # one lock for every submission (create, resume): a GET that finds a just-created
         # study's job missing must not submit it a second time
@@ -113,9 +130,8 @@ class StudyService:
                     f"{self.settings.max_active_studies}; try again later",
                     retry_after_s=self.settings.retry_after_s,
                 )
-            record = tracking.create_study(
+            record = self.store.create_study(
                 spec.to_dict(),
-                tracking_uri=self.uri,
                 study_id=study_id,
                 experiment=self.settings.experiment,
                 num_trials=spec.num_trials,
@@ -125,7 +141,7 @@ class StudyService:
             )
             self._submitting.add(study_id)
         self._submitter.submit(self._submit, study_id)
-        return StudyView(record, "queued", None)
+        return StudyView(record, StudyStatus.QUEUED, None)
 
     def _submit(self, study_id: str) -> None:
         """Complete the study's record, then hand the study to Ray; a refusal fails the
@@ -139,9 +155,7 @@ class StudyService:
         with self._lock:  # the record is final before a reconcile can see the id gone
             try:
                 if error is not None:
-                    tracking.set_study_status(
-                        study_id, "failed", tracking_uri=self.uri, error=error
-                    )
+                    self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
             finally:
                 self._submitting.discard(study_id)
 
@@ -169,22 +183,22 @@ class StudyService:
         so a POST does not pay for the cluster's whole job history.
         """
         limit = self.settings.max_active_studies
-        listed = tracking.count_studies(tracking_uri=self.uri, statuses=ACTIVE, limit=limit)
+        listed = self.store.count_studies(statuses=ACTIVE_STUDY, limit=limit)
         if listed < limit:
             return listed
         with self._lock:
             count = len(self._submitting)
         for study_id, job in self.jobs.states().items():
-            if job.state not in ACTIVE_JOB:
+            if job.state not in ACTIVE_JOB_STATES:
                 continue
             record = self._existing(study_id)
-            if record is not None and record.status not in TERMINAL:
+            if record is not None and not record.status.terminal:
                 count += 1
         return count
 
     def _existing(self, study_id: str) -> StudyRecord | None:
         try:
-            return tracking.get_study(study_id, tracking_uri=self.uri)
+            return self.store.get_study(study_id)
         except StudyNotFoundError:
             return None
 
@@ -192,30 +206,28 @@ class StudyService:
 
     def get(self, study_id: str, *, with_trials: bool = True) -> StudyView:
         check_study_id(study_id)
-        record = tracking.get_study(study_id, tracking_uri=self.uri)
+        record = self.store.get_study(study_id)
         view = self._view(record, self._job(study_id))
         if not with_trials:
             return view
-        trials = list(tracking.load_trials(study_id, tracking_uri=self.uri))
+        trials = list(self.store.load_trials(study_id))
         return StudyView(view.record, view.status, view.error, trials=trials)
 
     def page(self, *, status: StudyStatus | None, limit: int, offset: int) -> list[StudyView]:
-        records = tracking.list_studies(
-            tracking_uri=self.uri, status=status, limit=limit, offset=offset
-        )
-        states = self._job_states() if any(r.status not in TERMINAL for r in records) else {}
+        records = self.store.list_studies(status=status, limit=limit, offset=offset)
+        states = self._job_states() if any(not r.status.terminal for r in records) else {}
         views = []
         for record in records:
             job = states.get(record.study_id, JobInfo("MISSING")) if states else None
-            if record.status in TERMINAL:
+            if record.status.terminal:
                 job = None
             views.append(self._view(record, job))
         return views
 
     def trials(self, study_id: str) -> list[TrialRecord]:
         check_study_id(study_id)
-        tracking.get_study(study_id, tracking_uri=self.uri)  # 404 for an unknown study
-        return list(tracking.load_trials(study_id, tracking_uri=self.uri))
+        self.store.get_study(study_id)  # 404 for an unknown study
+        return list(self.store.load_trials(study_id))
 
     def trials_csv(self, study_id: str) -> str:
         trials = self.trials(study_id)
@@ -229,7 +241,7 @@ class StudyService:
 
     def figure(self, study_id: str, name: FigureName, fmt: FigureFormat) -> bytes:
         summary = self.summary(study_id)
-        finished = summary.status in TERMINAL and not summary.partial
+        finished = StudyStatus.parse(summary.status).terminal and not summary.partial
         key = (study_id, name.value, fmt.value)
         if finished:
             with self._figures_lock:
@@ -267,19 +279,18 @@ class StudyService:
     def cancel(self, study_id: str) -> StudyView:
         check_study_id(study_id)
         self._wait_submitted(study_id)  # a job submitted after the stop would run on
-        record = tracking.get_study(study_id, tracking_uri=self.uri)
+        record = self.store.get_study(study_id)
         view = self._view(record, self._job(study_id))
-        if view.status in TERMINAL:
+        if view.status.terminal:
             raise StudyStateError(
                 f"study {study_id} is already {view.status}; only a queued or running study "
                 "can be cancelled"
             )
         self.jobs.stop(study_id)
-        tracking.set_study_status(
-            study_id, "cancelled", tracking_uri=self.uri, error="cancelled on request"
-        )
-        record = tracking.get_study(study_id, tracking_uri=self.uri)
-        return StudyView(record, "cancelled", "cancelled on request")
+        self.store.settle_open_trials(study_id, TrialStatus.PENDING)
+        self.store.set_study_status(study_id, StudyStatus.CANCELLED, error="cancelled on request")
+        record = self.store.get_study(study_id)
+        return StudyView(record, StudyStatus.CANCELLED, "cancelled on request")
 
     # ---- the state Ray corrects the record to -------------------------------------------
 
@@ -296,76 +307,97 @@ class StudyService:
             return {}
 
     def _view(self, record: StudyRecord, job: JobInfo | None) -> StudyView:
-        if record.status in TERMINAL or job is None:
+        """What a read shows: the record, with ``running`` for a study whose job runs. Pure:
+        a job that ended behind the record's back is the reconciler's to settle."""
+        if record.status.terminal or job is None:
             return StudyView(record, record.status, record.error)
-        if job.state == "PENDING":
-            return StudyView(record, record.status, None)
         if job.state in ("RUNNING", "SUCCEEDED"):
             # SUCCEEDED with an active record: the runner's last write is on its way
-            return StudyView(record, "running", None)
-        return self._reconcile(record, job)
+            return StudyView(record, StudyStatus.RUNNING, None)
+        return StudyView(record, record.status, None)
 
-    def _reconcile(self, record: StudyRecord, job: JobInfo) -> StudyView:
-        """The job ended or vanished while the record says queued/running: fix the record."""
+    # ---- the reconciler's pass ----------------------------------------------------------
+
+    def reconcile(self) -> list[tuple[str, str]]:
+        """One pass over the active studies: compare each record with its Ray job and fix
+        what disagrees (see the module). Returns (study id, what was done) for each fix.
+        Raises ``ClusterError`` when Ray's job list cannot be read (nothing is changed)."""
+        states = self.jobs.states()
+        actions: list[tuple[str, str]] = []
+        for status in ACTIVE_STUDY:
+            offset = 0
+            while True:
+                records = self.store.list_studies(status=status, limit=100, offset=offset)
+                for record in records:
+                    job = states.get(record.study_id, JobInfo("MISSING"))
+                    done = self._reconcile(record, job)
+                    if done is not None:
+                        actions.append((record.study_id, done))
+                if len(records) < 100:
+                    break
+                offset += 100
+        return actions
+
+    def recover(self) -> list[str]:
+        """A reconciler pass; the ids of the studies it resubmitted."""
+        return [study_id for study_id, done in self.reconcile() if done.startswith("resumed")]
+
+    def _reconcile(self, record: StudyRecord, job: JobInfo) -> str | None:
+        if job.state in ACTIVE_JOB_STATES or job.state == "SUCCEEDED":
+            return None
         study_id = record.study_id
         with self._lock:
             if study_id in self._submitting:  # created, on its way to Ray
-                return StudyView(record, record.status, None)
-            fresh = tracking.get_study(study_id, tracking_uri=self.uri)
-            if fresh.status in TERMINAL:  # someone (the runner, a cancel) got there first
-                return StudyView(fresh, fresh.status, fresh.error)
+                return None
+            fresh = self.store.get_study(study_id)
+            if fresh.status.terminal:  # someone (the runner, a cancel) got there first
+                return None
             if job.state == "MISSING":
                 latest = self._job(study_id)
-                if latest is not None and latest.state != "MISSING":  # resubmitted meanwhile
-                    return self._view(fresh, latest)
-                return self._resume(fresh)
+                if latest is None or latest.state != "MISSING":  # resubmitted meanwhile
+                    return None
+            self.store.settle_open_trials(study_id, TrialStatus.PENDING)
             if job.state == "STOPPED":
-                status: StudyStatus = "cancelled"
                 error = "its Ray job was stopped"
+                self.store.set_study_status(study_id, StudyStatus.CANCELLED, error=error)
+                return f"cancelled: {error}"
+            if job.state == "MISSING":
+                reason = "its Ray job vanished (the cluster restarted or lost it)"
             else:
-                status = "failed"
-                error = f"its Ray job failed: {job.message or 'no message'}"
-            tracking.set_study_status(study_id, status, tracking_uri=self.uri, error=error)
-            return StudyView(fresh, status, error)
+                reason = f"its Ray job failed: {job.message or 'no message'}"
+            return self._restart(fresh, reason, job_exists=job.state != "MISSING")
+
+    def _restart(self, record: StudyRecord, reason: str, *, job_exists: bool) -> str:
+        """Resubmit a study whose driver died, with resume, within its restart budget."""
+        study_id = record.study_id
+        limit = self.settings.max_restarts
+        if record.restarts >= limit:
+            error = f"{reason}; not resubmitted: it was restarted {record.restarts} times already"
+            self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
+            return f"failed: {error}"
+        # a service stopped between creating a record and submitting it left it incomplete
+        self._write_details(study_id)
+        try:
+            if job_exists:  # a job's id is the study id: the ended one must go first
+                self.jobs.delete(study_id)
+            restarts = self.store.record_restart(study_id, reason=reason)
+            self.jobs.submit(study_id, resume=record.status == StudyStatus.RUNNING)
+        except ClusterError as exc:
+            error = f"{reason}; and it could not be resubmitted: {exc}"
+            self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
+            return f"failed: {error}"
+        log.warning(
+            "study %s: %s; resubmitted (restart %d of %d)", study_id, reason, restarts, limit
+        )
+        return f"resumed ({restarts}/{limit}): {reason}"
 
     def _write_details(self, study_id: str) -> None:
         """The record's params, spec.json and SCHEDULED run status (see ``create``). They are
         for people reading MLflow; the study runs without them, so a failure is logged."""
         try:
-            tracking.write_study_details(study_id, tracking_uri=self.uri)
+            self.store.write_study_details(study_id)
         except RobustnessError as exc:
             log.warning("study %s: could not complete its MLflow record: %s", study_id, exc)
-
-    def _resume(self, record: StudyRecord) -> StudyView:
-        # a service stopped between creating a record and submitting it left it incomplete
-        self._write_details(record.study_id)
-        try:
-            self.jobs.submit(record.study_id, resume=record.status == "running")
-        except ClusterError as exc:
-            error = f"its Ray job vanished and could not be resumed: {exc}"
-            tracking.set_study_status(record.study_id, "failed", tracking_uri=self.uri, error=error)
-            return StudyView(record, "failed", error)
-        return StudyView(record, record.status, None)
-
-    def recover(self) -> list[str]:
-        """After a (re)start: resume every active study whose job the cluster lost."""
-        resumed: list[str] = []
-        states = self.jobs.states()
-        for status in ACTIVE:
-            offset = 0
-            while True:
-                records = tracking.list_studies(
-                    tracking_uri=self.uri, status=status, limit=100, offset=offset
-                )
-                for record in records:
-                    job = states.get(record.study_id, JobInfo("MISSING"))
-                    if job.state == "MISSING":
-                        resumed.append(record.study_id)
-                    self._view(record, job)
-                if len(records) < 100:
-                    break
-                offset += 100
-        return resumed
 
     def suspend(self, *, timeout_s: float = 30.0) -> list[tuple[str, StudyStatus]]:
         """Before the embedded head goes down with the service: stop the active studies' jobs
@@ -377,17 +409,19 @@ class StudyService:
             if job.state not in ("PENDING", "RUNNING"):
                 continue
             try:
-                record = tracking.get_study(study_id, tracking_uri=self.uri)
+                record = self.store.get_study(study_id)
             except StudyNotFoundError:
                 continue
-            if record.status in ACTIVE:
+            if record.status.active:
                 suspended.append((study_id, record.status))
                 self.jobs.stop(study_id)
         deadline = time.monotonic() + timeout_s
         pending = {study_id for study_id, _ in suspended}
         while pending and time.monotonic() < deadline:
             states = self.jobs.states()
-            pending = {i for i in pending if states.get(i, JobInfo("MISSING")).state in ACTIVE_JOB}
+            pending = {
+                i for i in pending if states.get(i, JobInfo("MISSING")).state in ACTIVE_JOB_STATES
+            }
             if pending:
                 time.sleep(0.5)
         return suspended
@@ -395,9 +429,10 @@ class StudyService:
     def unsuspend(self, suspended: list[tuple[str, StudyStatus]]) -> None:
         """Put back the status a suspended study had; its interruption was not the user's."""
         for study_id, status in suspended:
-            record = tracking.get_study(study_id, tracking_uri=self.uri)
-            if record.status != "succeeded":
-                tracking.set_study_status(study_id, status, tracking_uri=self.uri)
+            record = self.store.get_study(study_id)
+            if record.status != StudyStatus.SUCCEEDED:
+                self.store.settle_open_trials(study_id, TrialStatus.PENDING)
+                self.store.set_study_status(study_id, status)
 
     def ready(self) -> tuple[str, str]:
         """("ok" | reason) for Ray and for MLflow."""
@@ -407,7 +442,7 @@ class StudyService:
         except ClusterError as exc:
             ray_state = str(exc)
         try:
-            tracking.list_studies(tracking_uri=self.uri, limit=1)
+            self.store.list_studies(limit=1)
             mlflow_state = "ok"
         except RobustnessError as exc:
             mlflow_state = str(exc)
@@ -421,10 +456,14 @@ def progress_counts(
 ) -> dict[str, int]:
     """Trials by status. A study that ended runs nothing: a trial its end left open (the job
     died or was stopped under it) counts as pending, as a resumed study would run it again."""
-    counts = {"finished": 0, "running": 0, "failed": 0, "diverged": 0, "pending": 0}
+    counts = {status.value: 0 for status in TrialStatus}
     for trial in trials:
-        status = "pending" if study_ended and trial.status == "running" else trial.status
-        counts[status] = counts.get(status, 0) + 1
+        status = (
+            TrialStatus.PENDING
+            if study_ended and trial.status == TrialStatus.RUNNING
+            else TrialStatus(trial.status)
+        )
+        counts[status.value] += 1
     done = counts["finished"] + counts["failed"] + counts["diverged"]
     total = max(total, len(trials))
     counts["pending"] += max(0, total - len(trials))
@@ -435,7 +474,7 @@ def eta_seconds(
     record: StudyRecord, status: str, *, done: int, total: int, now: datetime | None = None
 ) -> float | None:
     """Time left at the pace so far (done trials per second since the study was created)."""
-    if status in TERMINAL:
+    if status in TERMINAL_STUDY:
         return 0.0
     if done == 0 or total <= done:
         return None

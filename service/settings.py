@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(default=30, ge=1)  # seconds, sent with 429
     page_limit: int = Field(default=100, ge=1)  # studies per page, at most
 
+    # The reconciler (service.reconciler): how often it compares records with Ray's jobs, and
+    # how many times a study whose driver died is resubmitted before it is failed
+    reconcile_interval_s: float = Field(default=5.0, gt=0)  # seconds
+    max_restarts: int = Field(default=3, ge=0)  # per study, counted on its parent run
+
     # The embedded Ray head
     ray_num_cpus: int | None = Field(default=None, ge=1)  # None: all cores
     ray_start_timeout_s: float = Field(default=90.0, gt=0)  # seconds

@@ -18,7 +18,10 @@ in tests/studies/test_runner.py and test_cli_run.py, on real Ray and SQLite MLfl
   an error); an interrupt (Ctrl-C, SIGTERM as sent by ``ray job stop``) ends with
   ``cancelled`` and Tune's experiment state saved, so ``resume=True`` continues it with
   ``Tuner.restore``: finished trials are not run again, interrupted ones continue from their
-  last epoch.
+  last epoch. A study that ends with trials still open (interrupted) sets them ``pending``.
+- A resumed study (after an interrupt, or a driver that died: Tune's saved state may be older
+  than the record) never records an epoch twice nor reopens a trial the record has as
+  finished: the record's epochs and finished trials are read first and skipped.
 - The embedded default is a local Ray (``ray.init(address="local")``, never someone else's
   cluster) started and stopped here; with ``ray_address`` the runner connects to that cluster.
 """
@@ -47,6 +50,7 @@ from studies import paths
 from studies.errors import ClusterError, StudyStateError
 from studies.results import EPOCH_METRICS, StudyRecord
 from studies.spec import StudySpec, TrialConfig
+from studies.status import COUNTED_TRIAL
 from studies.trainable import TrialState, train_trial, trial_from_config
 
 
@@ -174,6 +178,10 @@ class RecordingCallback(tune.Callback):
         self.last_epoch: dict[str, int] = {}
         self.diverged: set[str] = set()
         self.ended: set[str] = set()
+        # a resumed study: what the record already holds, by our trial key
+        self.recorded_epochs: dict[str, int] = {}
+        self.recorded_done: set[str] = set()
+        self.replayed: set[str] = set()  # Tune trials of a key already recorded as done
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -189,10 +197,16 @@ class RecordingCallback(tune.Callback):
     def count_recorded(self) -> None:
         """Start the counts from what MLflow already holds (a resumed study). Failed trials
         are not counted: a resumed study runs them again."""
-        for record in tracking.load_trials(self.study_id, tracking_uri=self.tracking_uri):
-            if record.status in ("finished", "diverged"):
+        for record in self.store.load_trials(self.study_id):
+            self.recorded_epochs[record.trial_id] = record.epochs_done
+            if record.status in COUNTED_TRIAL:
+                self.recorded_done.add(record.trial_id)
                 setattr(self.progress, record.status, getattr(self.progress, record.status) + 1)
                 self._offer_best(record.trial_id, record.final_acc)
+
+    @property
+    def store(self) -> tracking.StudyStore:
+        return tracking.store_for(self.tracking_uri)
 
     def _offer_best(self, key: str, acc: float | None) -> None:
         if acc is None or not math.isfinite(acc):
@@ -214,14 +228,17 @@ class RecordingCallback(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         # Tune calls this again when it retries a crashed trial (FailureConfig): the run is
         # reopened, but the trial was counted when it first started and is still running
-        retried = trial.trial_id in self.run_ids
+        retried = trial.trial_id in self.run_ids or trial.trial_id in self.replayed
         key, cfg = self._key(trial)
         self.keys[trial.trial_id] = key
-        self.run_ids[trial.trial_id] = tracking.start_trial(
-            self.study_id,
-            key,
-            params=trial_params(self.spec, cfg),
-            tracking_uri=self.tracking_uri,
+        if key in self.recorded_done:
+            # Tune's saved state predates the trial's end (its driver died in between): the
+            # record is complete, so Tune's re-run of it is not recorded
+            self.replayed.add(trial.trial_id)
+            return
+        self.last_epoch.setdefault(trial.trial_id, self.recorded_epochs.get(key, 0))
+        self.run_ids[trial.trial_id] = self.store.start_trial(
+            self.study_id, key, trial_params(self.spec, cfg)
         )
         if not retried:
             self.progress.running += 1
@@ -240,23 +257,22 @@ class RecordingCallback(tune.Callback):
         self.last_epoch[trial.trial_id] = epoch
         # NaN kept: a diverged epoch's test metrics were not measured (tracking stores NaN)
         metrics = {name: float(result[name]) for name in EPOCH_METRICS if name in result}
-        tracking.log_epoch(run_id, epoch, metrics, tracking_uri=self.tracking_uri)
+        self.store.log_epoch(run_id, epoch, metrics)
         if result.get("diverged"):
             self.diverged.add(trial.trial_id)
         self._offer_best(self.keys[trial.trial_id], metrics.get("test_acc"))
         self._show()
 
     def _end(self, trial: Any, status: str) -> None:
-        if trial.trial_id in self.ended:
+        if trial.trial_id in self.ended or trial.trial_id in self.replayed:
             return
         self.ended.add(trial.trial_id)
         last = trial.last_result or {}
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is not None:
-            tracking.end_trial(
+            self.store.end_trial(
                 run_id,
                 status,
-                tracking_uri=self.tracking_uri,
                 node=last.get("node"),
                 train_seconds=last.get("train_seconds"),
             )
@@ -486,7 +502,8 @@ def run_study(
     once, to check that Tune retries it from its last checkpoint). It runs in Ray's workers,
     so it must pickle (cloudpickle: by value or importable there).
     """
-    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
+    store = tracking.store_for(tracking_uri)
+    record = store.get_study(study_id)
     if record.status == "succeeded":
         raise StudyStateError(f"study {study_id} already succeeded; nothing to run")
     if record.status != "queued" and not resume:
@@ -502,7 +519,7 @@ def run_study(
     callback.display = progress
     if resume:
         callback.count_recorded()
-    tracking.set_study_status(study_id, "running", tracking_uri=tracking_uri)
+    store.set_study_status(study_id, "running")
     try:
         with ray_session(ray_address), _sigterm_interrupts():
             check_cluster(spec)
@@ -523,10 +540,10 @@ def run_study(
             tuner.fit()
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
-        tracking.set_study_status(
+        store.settle_open_trials(study_id, "pending")
+        store.set_study_status(
             study_id,
             "cancelled" if interrupted else "failed",
-            tracking_uri=tracking_uri,
             error=None if interrupted else f"{type(exc).__name__}: {exc}",
         )
         raise
@@ -535,18 +552,18 @@ def run_study(
         counts.interrupted = True
         if progress is not None:
             progress(counts)
-        tracking.set_study_status(study_id, "cancelled", tracking_uri=tracking_uri)
+        store.settle_open_trials(study_id, "pending")
+        store.set_study_status(study_id, "cancelled")
     elif counts.failed == counts.total:
-        tracking.set_study_status(
+        store.set_study_status(
             study_id,
             "failed",
-            tracking_uri=tracking_uri,
             error=f"all {counts.total} trials failed (see the trials' errors in {storage})",
         )
     else:
         _finalize(study_id, tracking_uri)
-        tracking.set_study_status(study_id, "succeeded", tracking_uri=tracking_uri)
-    return tracking.get_study(study_id, tracking_uri=tracking_uri)
+        store.set_study_status(study_id, "succeeded")
+    return store.get_study(study_id)
 
 
 def run_spec(
@@ -577,8 +594,8 @@ def run_spec(
 def _recorded_keys(study_id: str, tracking_uri: str) -> frozenset[str]:
     return frozenset(
         t.trial_id
-        for t in tracking.load_trials(study_id, tracking_uri=tracking_uri)
-        if t.status in ("finished", "diverged")
+        for t in tracking.store_for(tracking_uri).load_trials(study_id)
+        if t.status in COUNTED_TRIAL
     )
 
 

@@ -44,6 +44,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, Field
 
 from studies.results import TrialRecord
+from studies.status import ACTIVE_STUDY, COUNTED_TRIAL, TERMINAL_TRIAL
 
 #: Optimizers in the order tables, panels and comparisons list them; unknown names follow.
 OPTIMIZER_ORDER: tuple[str, ...] = ("radam", "adam", "adamw", "sgd")
@@ -56,9 +57,9 @@ OPTIMIZER_LABELS: dict[str, str] = {
 WARMUP_ORDER: tuple[str, ...] = ("none", "linear", "untuned_linear", "untuned_exponential")
 
 #: Statuses whose accuracy counts (see the module docstring).
-COUNTED: frozenset[str] = frozenset({"finished", "diverged"})
+COUNTED = COUNTED_TRIAL
 #: Statuses after which a trial will not change any more.
-TERMINAL: frozenset[str] = frozenset({"finished", "diverged", "failed"})
+TERMINAL = TERMINAL_TRIAL
 
 MAX_TABLE_LRS = 8  # learning rates shown as columns; more (Optuna) and the table goes long
 WITHIN_POINTS = 1.0  # points (percent) of the best that count as "within reach"
@@ -266,7 +267,7 @@ def summarize(
     total = max(trials_total or 0, len(trials))
     done = sum(1 for t in trials if t.status in TERMINAL)
     # Partial while trials remain; with no known total, trust the study's own status.
-    partial = done < total or (trials_total is None and status in ("queued", "running"))
+    partial = done < total or (trials_total is None and status in ACTIVE_STUDY)
     return StudySummary(
         study_id=study_id,
         name=name,

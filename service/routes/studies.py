@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from service.core import TERMINAL, StudyView, eta_seconds, progress_counts, spec_total
+from service.core import StudyView, eta_seconds, progress_counts, spec_total
 from service.deps import Authorized, RuntimeDep
 from service.errors import BadRequestError
 from service.links import study_links
@@ -137,7 +137,7 @@ def _public(view: StudyView, runtime: Runtime) -> StudyPublic:
     record = view.record
     trials = view.trials or []
     total = spec_total(record)
-    counts = progress_counts(trials, total=total, study_ended=view.status in TERMINAL)
+    counts = progress_counts(trials, total=total, study_ended=view.status.terminal)
     return StudyPublic(
         **_brief(view, runtime).model_dump(exclude={"links"}),
         links=study_links(
