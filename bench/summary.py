@@ -30,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from studies.results import TrialRecord
-from studies.summary import StudySummary, format_table, summarize
+from studies.summary import StudySummary, summarize
+from studies.tables import format_table
 
 OPTIMIZERS = ("radam", "adam", "adamw", "sgd")
 SEEDS = 5

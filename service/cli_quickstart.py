@@ -22,7 +22,8 @@ from studies import paths
 from studies.cli.run import add_override_option
 from studies.errors import ClusterError
 from studies.presets import DEFAULT_PRESET, parse_override
-from studies.summary import StudySummary, format_table
+from studies.summary import StudySummary
+from studies.tables import format_table
 
 POLL_S = 2.0  # seconds between progress reads
 

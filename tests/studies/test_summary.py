@@ -8,7 +8,8 @@ import math
 import pytest
 
 from studies.results import TrialRecord
-from studies.summary import StudySummary, format_cells_csv, format_table, summarize
+from studies.summary import StudySummary, summarize
+from studies.tables import format_cells_csv, format_table
 
 
 def trial(
