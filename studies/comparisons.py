@@ -70,7 +70,6 @@ def compare_pairs(
     keys: Sequence[CellKey],
     seed_finals: Sequence[FloatArray],
     *,
-    varies_warmup: bool,
     draws: int,
     rng_seed: int,
 ) -> list[Comparison]:
@@ -81,7 +80,7 @@ def compare_pairs(
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             for unit in _units(list(live), a, b):
-                out.append(_compare(a, b, unit, live, varies_warmup, draws, rng_seed))
+                out.append(_compare(a, b, unit, live, draws, rng_seed))
     return out
 
 
@@ -118,7 +117,6 @@ def _compare(
     b: str,
     unit: Unit,
     live: Mapping[CellKey, FloatArray],
-    varies_warmup: bool,
     draws: int,
     rng_seed: int,
 ) -> Comparison:
@@ -131,10 +129,10 @@ def _compare(
         test = regret_test(
             [live[x] for x, _ in pairs], [live[y] for _, y in pairs], draws=draws, rng_seed=rng_seed
         )
-    per_setting = set_a is not None
-    what = (
-        "the learning rate and warmup" if varies_warmup and not per_setting else "the learning rate"
-    )
+    # What the matched cells vary: a per-setting comparison, or two no-warmup grids in a
+    # warmup study, is about the learning rate alone.
+    varied = any(len({(pair[side][2], pair[side][3]) for pair in pairs}) > 1 for side in (0, 1))
+    what = "the learning rate and warmup" if varied else "the learning rate"
     where = "on this grid" if whole else f"on the {len(pairs)} configurations both ran"
     winner: str | None = None
     if test is None:

@@ -42,6 +42,7 @@ MAX_COLUMNS = 4  # Figure-6 panels per row
 DPI = 120  # dots per inch of the PNGs
 MAX_LEGEND_LRS = 8  # more learning rates per panel than this: a colour bar instead of legends
 MAX_ANNOTATED_LRS = 12  # heatmap columns up to which each cell shows its number
+SETTING_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))  # one warmup setting's expected-max line
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -234,7 +235,7 @@ def expected_max_figure(summary: StudySummary) -> Figure:
     """Expected best final accuracy against the budget k, one line per optimizer (x warmup)."""
     fig = _new_figure(6.4, 4.4)
     ax = fig.subplots()
-    for opt in summary.optimizers:
+    for number, opt in enumerate(summary.optimizers):
         curves = [(opt.label, opt.expected_max_pct)]
         if len(opt.expected_max_by_warmup) > 1:  # the whole grid, then each setting's lrs
             curves = [(f"{opt.label}, all warmups", opt.expected_max_pct)]
@@ -243,25 +244,20 @@ def expected_max_figure(summary: StudySummary) -> Figure:
             ]
         elif opt.expected_max_by_warmup:
             curves = [(f"{opt.label}, {opt.expected_max_by_warmup[0].label}", opt.expected_max_pct)]
-        color = None  # the optimizer's colour, shared by its warmup settings' dashed lines
+        color = f"C{number}"  # the optimizer's colour, shared by its warmup settings' lines
         for n, (label, curve) in enumerate(curves):
             if not curve:
                 continue
-            budgets = np.arange(1, len(curve) + 1)
-            line = ax.plot(
-                budgets,
+            ax.plot(
+                np.arange(1, len(curve) + 1),
                 curve,
                 label=label,
+                color=color,
                 marker="o" if len(curve) <= 20 else None,
                 ms=3,
-                linestyle="-" if n == 0 else "--",
+                linestyle="-" if n == 0 else SETTING_STYLES[(n - 1) % len(SETTING_STYLES)],
                 linewidth=2.0 if n == 0 else 1.2,
             )
-            if color is None:
-                color = line[0].get_color()
-            else:
-                line[0].set_color(color)
-                line[0].set_alpha(0.4 + 0.6 * n / len(curves))
     ax.set_xlabel("configurations tried at random (k)")
     ax.set_ylabel("expected best final test accuracy (%)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

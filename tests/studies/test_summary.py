@@ -188,8 +188,10 @@ def test_verdict_names_the_less_sensitive_optimizer_when_the_test_rejects() -> N
         "RAdam is less sensitive to the learning rate than Adam on this grid: mean regret 0.0 "
         "against 7.5 points, difference 7.5"
     )
-    assert "within-cell permutation test of seeds (exact)" in comparison.sentence
-    assert "2 seeds per configuration, 4 configurations, p = 0.0093" in comparison.sentence
+    assert (
+        "(within-cell permutation test of seeds, exact; 2 seeds per configuration, "
+        "4 configurations; p = 0.0093)."
+    ) in comparison.sentence
     assert summary.verdict == comparison.sentence
 
 
