@@ -113,8 +113,8 @@ def follow(client: httpx.Client, *, preset: str, overrides: dict[str, Any]) -> i
     links = study["links"]
     report = paths.home() / "reports" / study_id
     _say("")
-    _say(f"figures (files):   {report}/figure6.png, lr_sensitivity.png")
-    for name in ("figure6.png", "lr_sensitivity.png"):
+    _say(f"figures (files):   {report}/figure6.png, lr_sensitivity.png, expected_max.png")
+    for name in ("figure6.png", "lr_sensitivity.png", "expected_max.png"):
         _say(f"figure (service):  {client.base_url}{links['figures'][name]}")
     _say(f"MLflow comparison: {links.get('mlflow_compare')}")
     _say(f"MLflow study run:  {links.get('mlflow_run')}")

@@ -136,8 +136,10 @@ def _compare(
     where = "on this grid" if whole else f"on the {len(pairs)} configurations both ran"
     winner: str | None = None
     if test is None:
+        own_a, own_b = (_own_regret(live, a, set_a), _own_regret(live, b, set_b))
         sentence = (
-            f"Cannot tell whether {la} or {lb} is less sensitive to {what}: they share no "
+            f"Cannot tell whether {la} or {lb} is less sensitive to {what}: mean regret "
+            f"{own_a:.1f} against {own_b:.1f} points over their own grids, but they share no "
             "configuration, so no seed-exchange test is possible."
         )
         return Comparison(
@@ -148,9 +150,9 @@ def _compare(
             cells=0,
             seeds_min=0,
             seeds_max=0,
-            regret_a_pct=0.0,
-            regret_b_pct=0.0,
-            diff_pct=0.0,
+            regret_a_pct=own_a,
+            regret_b_pct=own_b,
+            diff_pct=own_a - own_b,
             diff_ci_pct=None,
             p_value=None,
             min_p_value=1.0,
@@ -203,6 +205,18 @@ def _compare(
         less_sensitive=winner,
         sentence=sentence,
     )
+
+
+def _own_regret(
+    live: Mapping[CellKey, FloatArray], optimizer: str, setting: Setting | None
+) -> float:
+    """Mean regret over an optimizer's own cells (of one warmup setting, when given)."""
+    means = [
+        float(f.mean())
+        for k, f in live.items()
+        if k[0] == optimizer and (setting is None or (k[2], k[3]) == setting)
+    ]
+    return max(means) - sum(means) / len(means)
 
 
 def verdict_text(

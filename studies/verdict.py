@@ -56,7 +56,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -66,6 +66,7 @@ FloatArray = npt.NDArray[np.float64]
 ALPHA = 0.05  # two-sided level of the test; the interval is at 1 - ALPHA
 MAX_EXACT = 20_000  # enumerate every relabelling up to this many, draw at random above
 DEFAULT_DRAWS = 4_999  # random relabellings when there are more than MAX_EXACT
+MAX_CELL_OPTIONS = 5_000  # list a cell's relabellings up to this many (C(14, 7) = 3432)
 METHOD = "within-cell permutation test of seeds"
 _TIE = 1e-9  # points: |D*| this close to |D| counts as "as extreme" (float sums differ)
 
@@ -145,20 +146,24 @@ def regret_test(
     seeds = [n for pair in counts for n in pair]
     total = math.prod(math.comb(na + nb, na) for na, nb in counts)
     min_p = smallest_p(counts) if total <= max_exact else 1.0 / (draws + 1)
-    base = {
-        "regret_a": regret_a,
-        "regret_b": regret_b,
-        "diff": diff,
-        "cells": len(counts),
-        "seeds_min": min(seeds),
-        "seeds_max": max(seeds),
-        "exact": total <= max_exact,
-        "relabellings": total if total <= max_exact else draws,
-        "min_p": min_p,
-    }
-    if len(counts) < 2 or min_p > alpha:  # one cell has no regret; or p can never be small
-        needed = None if len(counts) < 2 else seeds_needed(len(counts), alpha=alpha)
-        return RegretTest(**base, seeds_needed=needed, p_value=None, ci=None)  # type: ignore[arg-type]
+    untested = RegretTest(
+        regret_a=regret_a,
+        regret_b=regret_b,
+        diff=diff,
+        cells=len(counts),
+        seeds_min=min(seeds),
+        seeds_max=max(seeds),
+        relabellings=total if total <= max_exact else draws,
+        exact=total <= max_exact,
+        min_p=min_p,
+        seeds_needed=None,
+        p_value=None,
+        ci=None,
+    )
+    if len(counts) < 2:  # one cell: both regrets are 0
+        return untested
+    if min_p > alpha:  # no relabelling could ever be rare enough
+        return replace(untested, seeds_needed=seeds_needed(len(counts), alpha=alpha))
     limit = max(max_exact, MAX_CELL_OPTIONS) if total <= max_exact else MAX_CELL_OPTIONS
     options = [_cell_options(a, b, limit) for a, b in zip(a_cells, b_cells, strict=True)]
     if total <= max_exact:
@@ -174,10 +179,7 @@ def regret_test(
     # h: the (floor(alpha * N) + 1)-th largest |D*|, so |D| > h exactly when p <= alpha.
     k = math.floor(alpha * extremes.size + 1e-9)
     half = float(-np.partition(-extremes, k)[k])
-    return RegretTest(**base, seeds_needed=None, p_value=p_value, ci=(diff - half, diff + half))  # type: ignore[arg-type]
-
-
-MAX_CELL_OPTIONS = 5_000  # list a cell's relabellings up to this many (C(14, 7) = 3432)
+    return replace(untested, p_value=p_value, ci=(diff - half, diff + half))
 
 
 def _cell_options(a: FloatArray, b: FloatArray, limit: int) -> tuple[FloatArray, FloatArray]:

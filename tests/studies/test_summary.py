@@ -279,6 +279,8 @@ def test_grids_with_no_shared_configuration_cannot_be_compared() -> None:
     trials += _grid("sgd", {0.5: [90.0, 91.0], 0.05: [80.0, 81.0]})
     (comparison,) = summarize(trials).comparisons
     assert comparison.cells == 0 and comparison.less_sensitive is None
+    assert comparison.regret_a_pct == pytest.approx(90.5 - 89.5)  # over its own grid
+    assert comparison.regret_b_pct == pytest.approx(90.5 - 85.5)
     assert "share no configuration" in comparison.sentence
 
 
