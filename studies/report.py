@@ -25,7 +25,8 @@ from studies.figures import write_figures
 from studies.results import StudyRecord, TrialRecord
 from studies.spec import StudySpec
 from studies.status import TERMINAL_STUDY
-from studies.summary import StudySummary, format_cells_csv, format_table, summarize
+from studies.summary import StudySummary, summarize
+from studies.tables import format_cells_csv, format_table
 from studies.tracking import StudyStore
 
 __all__ = [
