@@ -127,6 +127,7 @@ def _brief(view: StudyView, runtime: Runtime) -> StudyBrief:
         created_at=record.created_at,
         updated_at=record.updated_at,
         error=view.error,
+        restarts=record.restarts,
         links=study_links(
             record, mlflow_ui=runtime.mlflow_ui_url, ray_dashboard=runtime.ray_dashboard
         ),
