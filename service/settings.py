@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from studies.spec import DEFAULT_MAX_TRIALS
+from studies.admission import DEFAULT_MAX_TRIALS
 
 LOOPBACK_HOSTS: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
 

@@ -77,7 +77,7 @@ def _trials_total(record: StudyRecord) -> int | None:
     if record.num_trials:
         return record.num_trials
     try:  # the spec knows its grid size (the record may not, e.g. a study created by hand)
-        return StudySpec.parse(record.spec, max_trials=10**9).num_trials
+        return StudySpec.parse(record.spec).num_trials
     except SpecError:
         return None
 

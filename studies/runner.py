@@ -192,7 +192,7 @@ class RecordingCallback(tune.Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._setup_runtime(StudySpec.parse(self.spec_json, max_trials=10**9))
+        self._setup_runtime(StudySpec.from_json_cached(self.spec_json))
 
     def count_recorded(self) -> None:
         """Start the counts from what MLflow already holds (a resumed study). Failed trials
@@ -299,7 +299,7 @@ class _OptunaSpace:
         self.constants = constants
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        spec = StudySpec.parse(self.spec_json, max_trials=10**9)
+        spec = StudySpec.from_json_cached(self.spec_json)
         optimizer = trial.suggest_categorical("optimizer", list(spec.optimizers))
         low, high = spec.lr_bounds()
         trial.suggest_float("lr", low, high, log=True)
@@ -510,9 +510,7 @@ def run_study(
         raise StudyStateError(
             f"study {study_id} is {record.status}; run it with --resume to continue it"
         )
-    spec = StudySpec.parse(
-        tracking.load_spec(study_id, tracking_uri=tracking_uri), max_trials=10**9
-    )
+    spec = StudySpec.parse(store.load_spec(study_id))  # admitted when the study was created
     storage = Path(storage_path) if storage_path is not None else paths.storage_path()
     data = str(Path(data_dir).resolve()) if data_dir is not None else str(paths.data_dir())
     callback = RecordingCallback(study_id, spec, tracking_uri=tracking_uri)

@@ -31,6 +31,7 @@ session that reports and checkpoints through Ray Tune.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import random
@@ -348,7 +349,7 @@ def train_trial(config: Mapping[str, Any], *, session: TrialSession | None = Non
     """Run the trial described by a Tune ``config`` (``spec``: the study's JSON dict; ``trial``
     or Optuna's sampled values; ``data_dir``), reporting each epoch through ``session`` and
     resuming from its last checkpoint."""
-    spec = StudySpec.parse(config["spec"], max_trials=10**9)  # the study was checked on entry
+    spec = _spec_of(config["spec"])
     trial = trial_from_config(config, spec)
     resources = spec.resources_per_trial
     resume_from = session.restore() if session is not None else None
@@ -361,3 +362,11 @@ def train_trial(config: Mapping[str, Any], *, session: TrialSession | None = Non
         resume_from=resume_from,
         on_epoch=session.report if session is not None else None,
     )
+
+
+def _spec_of(data: Mapping[str, Any] | str) -> StudySpec:
+    """The study's spec from a trial's config, parsed once per worker process (an actor runs
+    many trials of one study)."""
+    if isinstance(data, str):
+        return StudySpec.from_json_cached(data)
+    return StudySpec.from_json_cached(json.dumps(data, sort_keys=True))

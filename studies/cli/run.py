@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from studies import paths
+from studies.admission import check_trials
 from studies.errors import SpecError
 from studies.presets import DEFAULT_PRESET, PRESETS, apply_overrides, get_preset, parse_override
 from studies.results import StudyRecord
@@ -82,7 +83,8 @@ def add_override_option(parser: argparse.ArgumentParser) -> None:
 
 
 def load_target(target: str | None, overrides: list[str], *, max_trials: int | None) -> StudySpec:
-    """A preset name or a spec file, with ``--set`` overrides applied and validated."""
+    """A preset name or a spec file, with ``--set`` overrides applied: parsed once, then
+    admitted (the trial limit: ``--max-trials``, else the environment's)."""
     name = target or DEFAULT_PRESET
     if name in PRESETS:
         spec = get_preset(name)
@@ -93,10 +95,10 @@ def load_target(target: str | None, overrides: list[str], *, max_trials: int | N
                 f"{name!r} is neither a preset ({', '.join(PRESETS)}) nor a spec file",
                 field="target",
             )
-        spec = StudySpec.parse(path.read_text(), max_trials=max_trials)
+        spec = StudySpec.parse(path.read_text())
     if overrides:
         spec = apply_overrides(spec, dict(parse_override(text) for text in overrides))
-    return StudySpec.parse(spec.to_dict(), max_trials=max_trials)
+    return check_trials(spec, limit=max_trials)
 
 
 class ProgressLine:
