@@ -107,6 +107,7 @@ class StudyService:
         self._submitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="submit-study")
         self._figures: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._figures_lock = threading.Lock()
+        self._flights: dict[tuple[str, str, str], threading.Lock] = {}  # renderings under way
 
     # ---- create -------------------------------------------------------------------------
 
@@ -240,14 +241,47 @@ class StudyService:
         return report.load_summary(study_id, tracking_uri=self.uri)
 
     def figure(self, study_id: str, name: FigureName, fmt: FigureFormat) -> bytes:
+        """A figure's bytes. A finished study's: from memory, else the file the runner
+        logged on its parent run when it finished, else rendered once (single-flight: the
+        requests that arrive meanwhile wait for that one rendering, not render their own).
+        A running study's is rendered from its partial summary."""
         summary = self.summary(study_id)
         finished = StudyStatus.parse(summary.status).terminal and not summary.partial
+        if not finished:
+            return self._render(study_id, summary, name, fmt)
         key = (study_id, name.value, fmt.value)
-        if finished:
+        with self._figures_lock:
+            cached = self._figures.get(key)
+            flight = self._flights.setdefault(key, threading.Lock())
+        if cached is not None:
+            return cached
+        with flight:
             with self._figures_lock:
                 cached = self._figures.get(key)
             if cached is not None:
                 return cached
+            data = self._logged_figure(study_id, name, fmt)
+            if data is None:
+                data = self._render(study_id, summary, name, fmt)
+            with self._figures_lock:
+                self._figures[key] = data
+                self._flights.pop(key, None)
+                while len(self._figures) > _FIGURE_CACHE_SIZE:
+                    self._figures.popitem(last=False)
+            return data
+
+    def _logged_figure(self, study_id: str, name: FigureName, fmt: FigureFormat) -> bytes | None:
+        try:
+            return self.store.download_artifact(study_id, f"{name.value}.{fmt.value}")
+        except StudyNotFoundError:  # not logged (an older study, or this format was not)
+            return None
+        except RobustnessError as exc:
+            log.warning("study %s: could not read its logged %s: %s", study_id, name.value, exc)
+            return None
+
+    def _render(
+        self, study_id: str, summary: StudySummary, name: FigureName, fmt: FigureFormat
+    ) -> bytes:
         if summary.trials_counted == 0:
             raise FigureNotAvailableError(
                 f"study {study_id} has no finished trial yet, so no {name.value} figure"
@@ -268,13 +302,7 @@ class StudyService:
         FigureCanvasAgg(fig)
         buffer = io.BytesIO()
         fig.savefig(buffer, format=fmt.value)
-        data = buffer.getvalue()
-        if finished:
-            with self._figures_lock:
-                self._figures[key] = data
-                while len(self._figures) > _FIGURE_CACHE_SIZE:
-                    self._figures.popitem(last=False)
-        return data
+        return buffer.getvalue()
 
     # ---- cancel -------------------------------------------------------------------------
 

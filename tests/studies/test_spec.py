@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from studies.errors import SpecError
 from studies.admission import DEFAULT_MAX_TRIALS, MAX_TRIALS_ENV, check_trials
+from studies.errors import SpecError
 from studies.spec import StudySpec, TrialConfig
 
 
