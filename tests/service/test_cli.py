@@ -1,4 +1,5 @@
-"""``robustness serve`` and ``quickstart`` are registered; ``serve`` refuses to listen beyond
+"""``robustness serve``, ``quickstart`` and ``reconcile`` are registered; ``reconcile``
+needs the service's Ray head; ``serve`` refuses to listen beyond
 loopback without an API token; job entrypoints take only our hex ids."""
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ def test_help_lists_the_service_commands() -> None:
     result = _cli("--help")
     assert result.returncode == 0
     assert "serve" in result.stdout and "quickstart" in result.stdout
+    assert "reconcile" in result.stdout
+
+
+def test_reconcile_without_a_running_head_says_so(tmp_path: os.PathLike[str]) -> None:
+    result = _cli("reconcile", ROBUSTNESS_HOME=str(tmp_path), MLFLOW_TRACKING_URI="")
+    assert result.returncode == 2, result.stderr
+    assert "no Ray head is recorded" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_serve_refuses_a_public_host_without_a_token() -> None:
