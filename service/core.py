@@ -113,17 +113,15 @@ class StudyService:
 
     def create(self, spec: StudySpec, *, idempotency_key: str | None = None) -> StudyView:
         study_id = study_id_for_key(idempotency_key) if idempotency_key else uuid.uuid4().hex
+        if idempotency_key:  # a replay needs no lock: the record exists and never goes away
+            replay = self._replay(study_id, spec)
+            if replay is not None:
+                return replay
         with self._lock:
-            if idempotency_key:
-                existing = self._existing(study_id)
-                if existing is not None:
-                    if existing.spec != spec.to_dict():
-                        raise IdempotencyConflictError(
-                            "this Idempotency-Key was already used for a different study "
-                            f"({existing.study_id}); use a new key for a new study"
-                        )
-                    view = self._view(existing, self._job(existing.study_id))
-                    return StudyView(view.record, view.status, view.error, replayed=True)
+            if idempotency_key:  # again, under the lock: two first POSTs of one key race
+                replay = self._replay(study_id, spec)
+                if replay is not None:
+                    return replay
             active = self.active_count()
             if active >= self.settings.max_active_studies:
                 raise TooManyStudiesError(
@@ -143,6 +141,18 @@ class StudyService:
             self._submitting.add(study_id)
         self._submitter.submit(self._submit, study_id)
         return StudyView(record, StudyStatus.QUEUED, None)
+
+    def _replay(self, study_id: str, spec: StudySpec) -> StudyView | None:
+        existing = self._existing(study_id)
+        if existing is None:
+            return None
+        if existing.spec != spec.to_dict():
+            raise IdempotencyConflictError(
+                "this Idempotency-Key was already used for a different study "
+                f"({existing.study_id}); use a new key for a new study"
+            )
+        view = self._view(existing, self._job_of(existing))
+        return StudyView(view.record, view.status, view.error, replayed=True)
 
     def _submit(self, study_id: str) -> None:
         """Complete the study's record, then hand the study to Ray; a refusal fails the
@@ -208,7 +218,7 @@ class StudyService:
     def get(self, study_id: str, *, with_trials: bool = True) -> StudyView:
         check_study_id(study_id)
         record = self.store.get_study(study_id)
-        view = self._view(record, self._job(study_id))
+        view = self._view(record, self._job_of(record))
         if not with_trials:
             return view
         trials = list(self.store.load_trials(study_id))
@@ -323,6 +333,10 @@ class StudyService:
         return StudyView(record, StudyStatus.CANCELLED, "cancelled on request")
 
     # ---- the state Ray corrects the record to -------------------------------------------
+
+    def _job_of(self, record: StudyRecord) -> JobInfo | None:
+        """The job of an active study (a finished one's record is final: Ray is not asked)."""
+        return None if record.status.terminal else self._job(record.study_id)
 
     def _job(self, study_id: str) -> JobInfo | None:
         try:
