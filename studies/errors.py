@@ -27,6 +27,10 @@ class DatasetNotFoundError(RobustnessError, FileNotFoundError):
     """A dataset's files are not where they should be; the message says where they go."""
 
 
+class DataArchiveError(RobustnessError):
+    """An archive given to ``robustness data import`` is unreadable or holds no such dataset."""
+
+
 class StudyNotFoundError(RobustnessError, LookupError):
     """No study has this id."""
 

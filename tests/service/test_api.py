@@ -34,7 +34,11 @@ MAX_BODY = 4096  # bytes
 @pytest.fixture(scope="module")
 def service(home: Path) -> Iterator[ServiceProcess]:
     process = start_service(
-        home, API_TOKEN=TOKEN, MAX_ACTIVE_STUDIES="1", MAX_BODY_BYTES=str(MAX_BODY), MAX_TRIALS="50"
+        home,
+        API_TOKEN=TOKEN,
+        ROBUSTNESS_MAX_ACTIVE_STUDIES="1",
+        ROBUSTNESS_MAX_BODY_BYTES=str(MAX_BODY),
+        ROBUSTNESS_MAX_TRIALS="50",
     )
     try:
         yield process
