@@ -429,8 +429,8 @@ def _extract(source: Path, dest: Path, *, expected: str) -> None:
                 desc=f"extracting {source.name}",
             ) as bar,
         ):
-            for member in tf:
-                tf.extract(member, dest, filter="data")
+            for entry in tf:
+                tf.extract(entry, dest, filter="data")
                 bar.update(raw.tell() - bar.n)  # compressed bytes read so far
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         raise DataArchiveError(
