@@ -24,6 +24,7 @@ from service.errors import (
     TooManyStudiesError,
     UnauthorizedError,
 )
+from service.docs_ui import install_docs
 from service.routes import health, presets, studies
 from service.runtime import Runtime
 from service.settings import Settings
@@ -218,7 +219,10 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> FastA
         description="Submit optimizer x learning-rate x warmup x seed studies; they run as Ray "
         "Jobs on Ray Tune, recorded in MLflow; read progress, robustness summaries and figures.",
         lifespan=lifespan,
+        docs_url=None,  # served from packaged files, not a CDN: service.docs_ui
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.runtime = runtime
     app.include_router(health.router)
     app.include_router(presets.router)
