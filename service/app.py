@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.docs_ui import install_docs
 from service.errors import (
     BadRequestError,
     FigureNotAvailableError,
@@ -24,7 +25,6 @@ from service.errors import (
     TooManyStudiesError,
     UnauthorizedError,
 )
-from service.docs_ui import install_docs
 from service.routes import health, presets, studies
 from service.runtime import Runtime
 from service.settings import Settings

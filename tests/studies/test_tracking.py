@@ -394,7 +394,8 @@ def test_ui_urls_follow_mlflow_routes(uri: str, experiment: str) -> None:
     assert url.startswith(
         f"http://mlflow:5000/#/experiments/{record.experiment_id}/runs?searchFilter="
     )
-    assert requests.utils.unquote(url.split("searchFilter=")[1]) == (
+    assert url.endswith("&workflowType=machine_learning")  # not the GenAI overview
+    assert requests.utils.unquote(url.split("searchFilter=")[1].split("&")[0]) == (
         f"tags.`mlflow.parentRunId` = '{record.run_id}'"
     )
     compare = tracking.compare_runs_url(record, ["a1", "b2"], ui_base="http://mlflow:5000")
