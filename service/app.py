@@ -27,7 +27,7 @@ from service.errors import (
 )
 from service.routes import health, presets, studies
 from service.runtime import Runtime
-from service.settings import Settings
+from service.settings import Settings, retired_names
 from studies.errors import (
     ClusterError,
     DatasetNotFoundError,
@@ -196,6 +196,8 @@ def install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None, *, start: bool = True) -> FastAPI:
     """The app; with ``start`` its lifespan starts Ray (and the MLflow UI) and stops them."""
     settings = settings or Settings()
+    for warning in retired_names():  # set, but no longer read: say so rather than ignore it
+        log.warning(warning)
     runtime = Runtime(settings)
 
     @asynccontextmanager

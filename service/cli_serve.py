@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from service.errors import UnsafeBindError
-from service.settings import Settings, is_loopback, retired_names
+from service.settings import Settings, is_loopback
 
 
 def check_bind(host: str, settings: Settings) -> None:
@@ -51,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for warning in retired_names():  # set, but not read: say so rather than ignore it
-        logging.getLogger("service").warning(warning)
+
     uvicorn.run(create_app(settings), host=args.host, port=args.port)
     return 0
