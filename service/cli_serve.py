@@ -51,6 +51,5 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-
     uvicorn.run(create_app(settings), host=args.host, port=args.port)
     return 0
