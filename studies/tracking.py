@@ -228,6 +228,13 @@ def _sqlite_artifact_location(tracking_uri: str) -> str | None:
     return (Path(database).resolve().parent / "mlartifacts").as_uri()
 
 
+# MLflow 3.17's UI opens an experiment on the view its kind names (tag mlflow.experimentKind,
+# read by the experiment page); without the tag it guesses, and a fresh experiment lands on
+# the GenAI overview (traces, token usage) instead of the runs table.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def _experiment_id(tracking_uri: str, name: str) -> str:
     key = (tracking_uri, name)
     cached = _experiment_ids.get(key)
@@ -238,7 +245,9 @@ def _experiment_id(tracking_uri: str, name: str) -> str:
     if experiment is None:
         try:
             experiment_id = client.create_experiment(
-                name, artifact_location=_sqlite_artifact_location(tracking_uri)
+                name,
+                artifact_location=_sqlite_artifact_location(tracking_uri),
+                tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND},
             )
         except MlflowException:  # another process created it first
             experiment = client.get_experiment_by_name(name)
@@ -249,6 +258,8 @@ def _experiment_id(tracking_uri: str, name: str) -> str:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         experiment_id = experiment.experiment_id
+        if TAG_EXPERIMENT_KIND not in experiment.tags:  # made before the tag was set
+            client.set_experiment_tag(experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND)
     _experiment_ids[key] = experiment_id
     return experiment_id
 
@@ -1222,12 +1233,17 @@ def _artifact_missing(client: MlflowClient, run_id: str, name: str) -> bool:
 
 
 def study_ui_url(record: StudyRecord, *, ui_base: str) -> str:
-    """The MLflow UI's experiment page showing this study's trial runs (MLflow 3.17 routes:
-    ``#/experiments/<id>?searchFilter=...``, from the UI's ``searchRunsByUser`` builder)."""
+    """The MLflow UI's runs table of the experiment, filtered to this study's trial runs.
+
+    MLflow 3.17: ``#/experiments/<id>/runs?searchFilter=...`` names the runs tab; without
+    ``workflowType=machine_learning`` the UI's workflow switch (default "GenAI", remembered in
+    the browser) opens the GenAI overview (traces, token usage) instead. The table shows the
+    trials grouped under the study's run (MLflow fetches a child run's parent to nest it).
+    """
     search = f"tags.`{TAG_PARENT}` = '{record.run_id}'"
     return (
-        f"{ui_base.rstrip('/')}/#/experiments/{record.experiment_id}"
-        f"?searchFilter={quote(search, safe='')}"
+        f"{ui_base.rstrip('/')}/#/experiments/{record.experiment_id}/runs"
+        f"?searchFilter={quote(search, safe='')}&workflowType=machine_learning"
     )
 
 
