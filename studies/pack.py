@@ -42,7 +42,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -70,6 +70,11 @@ MemberStatus = Literal["running", "finished", "diverged", "failed"]
 OnPackEpoch = Callable[[list[dict[str, Any] | None], "PackState"], None]
 
 STATE_FILE = "pack_state.pt"
+
+# The most members ``pack_size: auto`` puts in one pack (bench/packing.py measured the gain
+# per member flattening out by then on 2 CPU cores).
+AUTO_PACK_MAX_CPU = 16
+AUTO_PACK_MAX_GPU = 64
 
 
 @dataclasses.dataclass
@@ -418,3 +423,77 @@ def _evaluate(
     n = ds.num_test
     out = totals.tolist()
     return {k: (out[i][0] / n, int(out[i][1]) / n) for i, k in enumerate(members)}
+
+
+# --- the Tune function trainable's side (no Ray import here) ---------------------------------
+
+
+class PackSession(Protocol):
+    """How a pack reports and finds its last checkpoint (Ray Tune's, in the runner)."""
+
+    def report(self, rows: list[dict[str, Any] | None], state: PackState) -> None: ...
+
+    def restore(self) -> dict[str, Any] | None: ...
+
+
+def pack_result(rows: Sequence[dict[str, Any] | None], state: PackState) -> dict[str, Any]:
+    """One Tune result for a pack's epoch: ``members`` holds, per member, its key, status
+    (running/finished/diverged/failed), error and this epoch's row (None: no row, it had
+    stopped); ``objective`` is the best member's, what a grid's best-trial pick reads."""
+    members = [
+        {"key": m.config.key, "status": m.status, "error": m.error, "row": row}
+        for m, row in zip(state.members, rows, strict=True)
+    ]
+    objectives = [row["objective"] for row in rows if row is not None]
+    return {
+        "epoch": state.epoch,
+        "objective": max(objectives, default=0.0),
+        "members": members,
+    }
+
+
+def train_pack(config: Mapping[str, Any], *, session: PackSession | None = None) -> None:
+    """Run the pack of a Tune ``config`` (``spec``: the study's JSON dict; ``pack``: the
+    members' ``TrialConfig`` dicts; ``data_dir``), reporting each epoch through ``session``
+    and resuming from its last checkpoint."""
+    spec = StudySpec.parse(config["spec"], max_trials=10**9)  # the study was checked on entry
+    configs = [TrialConfig.model_validate(c) for c in config["pack"]]
+    resources = spec.resources_per_trial
+    run_pack(
+        spec,
+        configs,
+        data_dir=config.get("data_dir"),
+        threads=max(1, int(resources.cpu)),
+        gpus=resources.gpu,
+        resume_from=session.restore() if session is not None else None,
+        on_epoch=session.report if session is not None else None,
+    )
+
+
+def plan_packs(configs: Sequence[TrialConfig], pack_size: int) -> list[list[TrialConfig]]:
+    """``configs`` in packs of at most ``pack_size``, as even as can be (36 in packs of at most
+    16: 12, 12, 12), in grid order. One study's grid points share everything a pack must
+    share (dataset, model, batch size, epochs, schedule shape), so any split is a valid one."""
+    if pack_size < 1:
+        raise ValueError(f"pack_size must be >= 1, got {pack_size}")
+    if not configs:
+        return []
+    count = math.ceil(len(configs) / pack_size)
+    size, extra = divmod(len(configs), count)
+    packs: list[list[TrialConfig]] = []
+    start = 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        packs.append(list(configs[start:end]))
+        start = end
+    return packs
+
+
+def auto_pack_size(pending: int, *, slots: int, gpu: bool) -> int:
+    """``pack_size: auto``: the pending configurations spread evenly over the ``slots`` trials
+    the cluster runs at once (so each slot trains one pack: per-trial overhead paid once per
+    slot), at most ``AUTO_PACK_MAX_GPU`` members on a GPU and ``AUTO_PACK_MAX_CPU`` on CPUs."""
+    if pending < 1:
+        return 1
+    cap = AUTO_PACK_MAX_GPU if gpu else AUTO_PACK_MAX_CPU
+    return max(1, min(cap, math.ceil(pending / max(1, slots))))
