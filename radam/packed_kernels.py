@@ -1,0 +1,197 @@
+r"""The stacked update behind ``radam.packed.PackedOptimizer``: members of one kind at once.
+
+Members that share a kind, the hyperparameters other than lr (betas, eps, weight decay,
+momentum) and a step count form a *bucket*; within a bucket every scalar of the update is
+the same for all members but the learning rate. A bucket's members are cut into runs of
+consecutive indices, and the update runs on the views ``p[a:b]`` of the stacked leaves and
+their state with ``torch._foreach_*`` (one call per operation for all runs and tensors),
+the learning rate entering as a [b-a, 1, ..., 1] tensor that broadcasts over each member's
+slice. Members outside every bucket (frozen, or a tensor without a gradient) are not
+touched at all: nothing is written to their slices.
+
+The arithmetic per kind is the unpacked optimizer's (``radam.factory.make_optimizer``):
+
+* adam: g += lambda p; m = lerp(m, g, 1-beta1); v = beta2 v + (1-beta2) g^2;
+  p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps)   (torch.optim.Adam)
+* adamw: p *= 1 - lr lambda, then adam without the L2 term   (torch.optim.AdamW)
+* radam: the moments as adam; p *= 1 - lr lambda; p -= lr r_t sqrt(1-beta2^t)/(1-beta1^t)
+  * m / (sqrt(v) + eps) when rho_t > 5, else p -= lr/(1-beta1^t) * m
+  (radam.optimizer.RAdam with decoupled decay, degenerate_to_sgd=True)
+* sgd: g += lambda p; b = g at the first step, else b = mu b + g; p -= lr b (mu = 0: p -= lr g)
+  (torch.optim.SGD, dampening 0, no Nesterov)
+
+RAdam's branch (rectified or not) depends on the step count only, which is why the step is
+part of a bucket's key: members that started together share it, a member frozen earlier
+has stopped counting and is in no bucket, and a tensor that missed a gradient lags in its
+own bucket.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from radam.optimizer import rectification
+
+__all__ = ["Bucket", "HyperKey", "plan", "update"]
+
+# torch's and the authors' threshold, the factory's RAdam default.
+RECTIFY_THRESHOLD = 5.0
+
+
+@dataclass(frozen=True)
+class HyperKey:
+    """A member's kind and its hyperparameters other than the learning rate."""
+
+    name: str
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    momentum: float
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Members updated together: same kind, hyperparameters and step count ``done``
+    (updates taken before this one), over the tensors ``tensors``."""
+
+    key: HyperKey
+    done: int
+    members: tuple[int, ...]
+    tensors: tuple[int, ...]
+
+    def runs(self) -> list[tuple[int, int]]:
+        """The members as half-open ranges of consecutive indices."""
+        out: list[tuple[int, int]] = []
+        for k in self.members:
+            if out and out[-1][1] == k:
+                out[-1] = (out[-1][0], k + 1)
+            else:
+                out.append((k, k + 1))
+        return out
+
+
+def plan(
+    keys: Sequence[HyperKey], active: Sequence[int], with_grad: Sequence[int], steps: np.ndarray
+) -> list[Bucket]:
+    """The buckets of one step: ``active`` members over the tensors ``with_grad``, where
+    ``steps[j, k]`` counts the updates member k has applied to tensor j."""
+    if not active or not with_grad:
+        return []
+    rows = steps[np.ix_(list(with_grad), list(active))]
+    # Tensors whose step counts agree member by member (normally all of them) share buckets.
+    by_row: dict[bytes, list[int]] = {}
+    for j, row in zip(with_grad, rows, strict=True):
+        by_row.setdefault(row.tobytes(), []).append(j)
+    buckets: list[Bucket] = []
+    for js in by_row.values():
+        row = steps[js[0]]
+        groups: dict[tuple[HyperKey, int], list[int]] = {}
+        for k in active:
+            groups.setdefault((keys[k], int(row[k])), []).append(k)
+        for (key, done), members in groups.items():
+            buckets.append(Bucket(key, done, tuple(members), tuple(js)))
+    return buckets
+
+
+def _columns(
+    values: Sequence[float], runs: list[tuple[int, int]], like: Sequence[Tensor]
+) -> list[Tensor]:
+    """Per-member ``values`` (in run order) as [n, 1, ...] tensors, one per view in ``like``
+    (runs outer, tensors inner), in each view's dtype and device."""
+    cache: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+    out: list[Tensor] = []
+    per_run = len(like) // len(runs)
+    offsets = np.cumsum([0] + [b - a for a, b in runs])
+    for i, view in enumerate(like):
+        r = i // per_run
+        vec = cache.get((view.dtype, view.device))
+        if vec is None:
+            vec = torch.tensor(values, dtype=view.dtype, device=view.device)
+            cache[(view.dtype, view.device)] = vec
+        n = runs[r][1] - runs[r][0]
+        out.append(vec[offsets[r] : offsets[r] + n].view(n, *([1] * (view.dim() - 1))))
+    return out
+
+
+@torch.no_grad()
+def update(
+    bucket: Bucket,
+    params: Sequence[Tensor],
+    exp_avgs: Sequence[Tensor | None],
+    exp_avg_sqs: Sequence[Tensor | None],
+    lrs: Sequence[float],
+) -> None:
+    """One update of ``bucket``'s members: ``params[j]`` stacked leaves with their grads,
+    ``exp_avgs[j]`` the first moment (sgd: the momentum buffer) and ``exp_avg_sqs[j]`` the
+    second, stacked like the leaves; ``lrs[k]`` member k's learning rate."""
+    h = bucket.key
+    runs = bucket.runs()
+    views = [(a, b, j) for a, b in runs for j in bucket.tensors]
+    ps = [params[j].detach()[a:b] for a, b, j in views]
+    gs = [_grad(params[j])[a:b] for a, b, j in views]
+    lr = [lrs[k] for k in bucket.members]
+    t = bucket.done + 1
+
+    if h.name in ("adam", "sgd") and h.weight_decay != 0:
+        gs = list(torch._foreach_add(gs, ps, alpha=h.weight_decay))
+    if h.name == "sgd":
+        if h.momentum == 0:
+            torch._foreach_add_(ps, torch._foreach_mul(gs, _columns([-x for x in lr], runs, ps)))
+            return
+        bufs = [_state(exp_avgs, j)[a:b] for a, b, j in views]
+        if bucket.done == 0:
+            torch._foreach_copy_(bufs, gs)
+        else:
+            torch._foreach_mul_(bufs, h.momentum)
+            torch._foreach_add_(bufs, gs)
+        torch._foreach_add_(ps, torch._foreach_mul(bufs, _columns([-x for x in lr], runs, ps)))
+        return
+
+    ms = [_state(exp_avgs, j)[a:b] for a, b, j in views]
+    vs = [_state(exp_avg_sqs, j)[a:b] for a, b, j in views]
+    torch._foreach_lerp_(ms, gs, 1 - h.beta1)
+    torch._foreach_mul_(vs, h.beta2)
+    torch._foreach_addcmul_(vs, gs, gs, 1 - h.beta2)
+    del gs
+    if h.name in ("adamw", "radam") and h.weight_decay != 0:
+        torch._foreach_mul_(ps, _columns([1 - x * h.weight_decay for x in lr], runs, ps))
+    bias_correction1 = 1 - h.beta1**t
+    bias_correction2 = 1 - h.beta2**t
+    if h.name == "radam":
+        rect = rectification(t, beta2=h.beta2, threshold=RECTIFY_THRESHOLD)
+        if rect is None:
+            scale = [-x / bias_correction1 for x in lr]
+            torch._foreach_add_(ps, torch._foreach_mul(ms, _columns(scale, runs, ps)))
+            return
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_add_(denom, h.eps)
+        scale = [-x * rect * math.sqrt(bias_correction2) / bias_correction1 for x in lr]
+    else:
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, math.sqrt(bias_correction2))
+        torch._foreach_add_(denom, h.eps)
+        scale = [-x / bias_correction1 for x in lr]
+    step = torch._foreach_div(ms, denom)
+    del denom
+    torch._foreach_mul_(step, _columns(scale, runs, ps))
+    torch._foreach_add_(ps, step)
+
+
+def _grad(p: Tensor) -> Tensor:
+    if p.grad is None:  # plan() puts only tensors with gradients in a bucket
+        raise RuntimeError("a bucket's tensor has no gradient")
+    return p.grad
+
+
+def _state(tensors: Sequence[Tensor | None], j: int) -> Tensor:
+    t = tensors[j]
+    if t is None:
+        raise RuntimeError(f"state of tensor {j} was not allocated")
+    return t
