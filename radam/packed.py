@@ -30,6 +30,7 @@ from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype
 
 from radam.factory import OPTIMIZERS, make_optimizer
+from radam.optimizer import fusable
 from radam.packed_kernels import HyperKey, plan, update
 
 __all__ = ["MemberHparams", "PackedOptimizer"]
@@ -73,7 +74,7 @@ class MemberHparams:
         )
 
 
-Impl = Literal["stacked", "members"]
+Impl = Literal["auto", "fused", "foreach", "members"]
 
 
 class PackedOptimizer:
@@ -85,10 +86,13 @@ class PackedOptimizer:
     member k for good. A stacked tensor whose ``grad`` is None is skipped, as torch's
     optimizers skip a parameter without a gradient (its step count does not advance).
 
-    ``impl``: ``"stacked"`` (default) updates the members of a kind together over the
-    stacked tensors (radam.packed_kernels); ``"members"`` is the reference, each member's
-    own ``make_optimizer`` over views of its slices (what K separate trials run). Both keep
-    the same state dict, so one can resume the other.
+    ``impl``: ``"fused"`` and ``"foreach"`` update the members of a kind together over the
+    stacked tensors (radam.packed_kernels): through torch's fused kernels, one call per
+    distinct lr, or through foreach operations with the lr broadcast per member.
+    ``"members"`` is the reference, each member's own ``make_optimizer`` over views of its
+    slices (what K separate trials run). ``"auto"`` (default) is ``"fused"`` where torch has
+    fused kernels for every tensor (floating point on CPU or CUDA), else ``"foreach"``. All
+    keep the same state dict, so one can resume another.
 
     State: the first moment (sgd: momentum buffer) and, if a member is of an Adam kind, the
     second moment, each stacked like the parameter: an sgd member's second-moment slice is
@@ -100,7 +104,7 @@ class PackedOptimizer:
         params: Sequence[Tensor],
         members: Sequence[MemberHparams],
         *,
-        impl: Impl = "stacked",
+        impl: Impl = "auto",
     ) -> None:
         self.params = list(params)
         self.members = list(members)
@@ -108,8 +112,8 @@ class PackedOptimizer:
             raise ValueError("Invalid members: an empty pack")
         if not self.params:
             raise ValueError("Invalid params: no tensors")
-        if impl not in ("stacked", "members"):
-            raise ValueError(f"Invalid impl: {impl!r} (stacked or members)")
+        if impl not in ("auto", "fused", "foreach", "members"):
+            raise ValueError(f"Invalid impl: {impl!r} (auto, fused, foreach or members)")
         k = len(self.members)
         for i, p in enumerate(self.params):
             if not isinstance(p, Tensor):
@@ -124,6 +128,12 @@ class PackedOptimizer:
         for i, m in enumerate(self.members):
             if not isinstance(m, MemberHparams):
                 raise TypeError(f"Invalid members[{i}]: a {type(m).__name__}, not MemberHparams")
+        if impl == "fused" and not all(fusable(p) for p in self.params):
+            raise ValueError(
+                "Invalid impl: 'fused' needs floating point tensors on a device with fused kernels"
+            )
+        if impl == "auto":
+            impl = "fused" if all(fusable(p) for p in self.params) else "foreach"
         self.impl: Impl = impl
         self._active = torch.ones(k, dtype=torch.bool)
         self._last_lr = [m.lr for m in self.members]
@@ -186,7 +196,14 @@ class PackedOptimizer:
             if self._exp_avg_sq[j] is None and self._needs_v:
                 self._exp_avg_sq[j] = torch.zeros_like(p, memory_format=torch.preserve_format)
         for bucket in plan(self._keys, active, with_grad, self._steps):
-            update(bucket, self.params, self._exp_avg, self._exp_avg_sq, values)
+            update(
+                bucket,
+                self.params,
+                self._exp_avg,
+                self._exp_avg_sq,
+                values,
+                fused=self.impl == "fused",
+            )
         if active and with_grad:
             self._steps[np.ix_(with_grad, active)] += 1
 
@@ -243,7 +260,7 @@ class PackedOptimizer:
             opt = self._optimizers[k]
             opt.load_state_dict(sd)
             self._last_lr[k] = float(opt.param_groups[0]["lr"])
-            if self.impl == "stacked":
+            if self.impl != "members":
                 self._take_member_state(k)
         self._active = torch.tensor([bool(a) for a in active], dtype=torch.bool)
 

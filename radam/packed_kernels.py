@@ -6,7 +6,10 @@ the same for all members but the learning rate. A bucket's members are cut into 
 consecutive indices, and the update runs on the views ``p[a:b]`` of the stacked leaves and
 their state with ``torch._foreach_*`` (one call per operation for all runs and tensors),
 the learning rate entering as a [b-a, 1, ..., 1] tensor that broadcasts over each member's
-slice. Members outside every bucket (frozen, or a tensor without a gradient) are not
+slice. Where torch has fused kernels for the tensors (CPU and CUDA, floating point), the
+members of a bucket that also share their current lr go through those kernels instead, one
+call over all their views: one pass over memory instead of the foreach path's several, and
+the unpacked optimizers' own arithmetic. Members outside every bucket (frozen, or a tensor without a gradient) are not
 touched at all: nothing is written to their slices.
 
 The arithmetic per kind is the unpacked optimizer's (``radam.factory.make_optimizer``):
@@ -36,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from radam.optimizer import rectification
+from radam.optimizer import _fused_radam, _Hyper, rectification
 
 __all__ = ["Bucket", "HyperKey", "plan", "update"]
 
@@ -127,10 +130,105 @@ def update(
     exp_avgs: Sequence[Tensor | None],
     exp_avg_sqs: Sequence[Tensor | None],
     lrs: Sequence[float],
+    *,
+    fused: bool,
 ) -> None:
     """One update of ``bucket``'s members: ``params[j]`` stacked leaves with their grads,
     ``exp_avgs[j]`` the first moment (sgd: the momentum buffer) and ``exp_avg_sqs[j]`` the
-    second, stacked like the leaves; ``lrs[k]`` member k's learning rate."""
+    second, stacked like the leaves; ``lrs[k]`` member k's learning rate.
+
+    ``fused``: through torch's fused kernels (one call per distinct lr in the bucket, over
+    the views of the members that have it), else the foreach path (one call per operation
+    for the whole bucket, the lr broadcast per member)."""
+    if not fused:
+        _foreach_update(bucket, params, exp_avgs, exp_avg_sqs, lrs)
+        return
+    by_lr: dict[float, list[int]] = {}
+    for k in bucket.members:
+        by_lr.setdefault(lrs[k], []).append(k)
+    for lr, members in by_lr.items():
+        sub = Bucket(bucket.key, bucket.done, tuple(members), bucket.tensors)
+        _fused_update(sub, params, exp_avgs, exp_avg_sqs, lr)
+
+
+def _fused_update(
+    bucket: Bucket,
+    params: Sequence[Tensor],
+    exp_avgs: Sequence[Tensor | None],
+    exp_avg_sqs: Sequence[Tensor | None],
+    lr: float,
+) -> None:
+    """Members that share their lr too: torch's fused kernels over their views, the calls
+    torch.optim.{SGD,Adam,AdamW}(fused=True) and radam.RAdam's fused path make, so a
+    member's numbers are its unpacked optimizer's bit for bit."""
+    h = bucket.key
+    views = [(a, b, j) for a, b in bucket.runs() for j in bucket.tensors]
+    ps = [params[j].detach()[a:b] for a, b, j in views]
+    gs = [_grad(params[j])[a:b] for a, b, j in views]
+    t = bucket.done + 1
+    if h.name == "sgd":
+        bufs = [] if h.momentum == 0 else [_state(exp_avgs, j)[a:b] for a, b, j in views]
+        torch._fused_sgd_(
+            ps,
+            gs,
+            bufs,
+            weight_decay=h.weight_decay,
+            momentum=h.momentum,
+            lr=lr,
+            dampening=0.0,
+            nesterov=False,
+            maximize=False,
+            is_first_step=bucket.done == 0 and h.momentum != 0,
+            grad_scale=None,
+            found_inf=None,
+        )
+        return
+    ms = [_state(exp_avgs, j)[a:b] for a, b, j in views]
+    vs = [_state(exp_avg_sqs, j)[a:b] for a, b, j in views]
+    if h.name == "radam":
+        # RAdam's own fused path (its few un-rectified steps through its foreach code).
+        hyper = _Hyper(
+            lr=lr,
+            beta1=h.beta1,
+            beta2=h.beta2,
+            eps=h.eps,
+            weight_decay=h.weight_decay,
+            decoupled_weight_decay=True,
+            rectify_threshold=RECTIFY_THRESHOLD,
+            degenerate_to_sgd=True,
+            maximize=False,
+        )
+        _fused_radam(ps, gs, ms, vs, step=float(t), hyper=hyper)
+        return
+    # The kernel reads t from a tensor on the parameters' device; one serves all views.
+    step = torch.full((), float(t), dtype=torch.float32, device=ps[0].device)
+    kernel = torch._fused_adam_ if h.name == "adam" else torch._fused_adamw_
+    kernel(
+        ps,
+        gs,
+        ms,
+        vs,
+        [],
+        [step] * len(ps),
+        amsgrad=False,
+        lr=lr,
+        beta1=h.beta1,
+        beta2=h.beta2,
+        weight_decay=h.weight_decay,
+        eps=h.eps,
+        maximize=False,
+        grad_scale=None,
+        found_inf=None,
+    )
+
+
+def _foreach_update(
+    bucket: Bucket,
+    params: Sequence[Tensor],
+    exp_avgs: Sequence[Tensor | None],
+    exp_avg_sqs: Sequence[Tensor | None],
+    lrs: Sequence[float],
+) -> None:
     h = bucket.key
     runs = bucket.runs()
     views = [(a, b, j) for a, b in runs for j in bucket.tensors]

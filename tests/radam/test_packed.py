@@ -3,7 +3,7 @@
 Each member trains its own small conv net (a 3x3 convolution, a tanh, a linear layer) on its
 own fixed data; the pack's gradients come from autograd through the stacked leaves, the
 reference's from the member's own tensors, so an error in one step shows in all later ones.
-Comparisons run in float64 over 300 steps with warmup and step decay, and require 1e-10
+Comparisons run in float64 over 200 steps with warmup and step decay, and require 1e-10
 relative agreement per member.
 """
 
@@ -23,10 +23,10 @@ from torch.optim.lr_scheduler import LambdaLR
 from radam.packed import Impl, MemberHparams, PackedOptimizer
 from radam.schedules import lr_lambda
 
-STEPS = 300
+STEPS = 200
 REL_TOL = 1e-10
-STEPS_PER_EPOCH = 50
-MILESTONES = (3, 5)  # lr x0.1 at steps 150 and 250
+STEPS_PER_EPOCH = 40
+MILESTONES = (3, 4)  # lr x0.1 at steps 120 and 160
 
 torch.set_num_threads(1)
 
@@ -152,7 +152,7 @@ def _packed(
     dtype: torch.dtype = torch.float64,
     no_grad: NoGrad = _no_grad_never,
     freeze_at: dict[int, int] | None = None,
-    impl: Impl = "stacked",
+    impl: Impl = "auto",
 ) -> tuple[Run, PackedOptimizer]:
     stacked = _stacked(len(members), dtype)
     opt = PackedOptimizer(stacked, [m.hp for m in members], impl=impl)
@@ -180,7 +180,10 @@ def _assert_matches(out: Run, ref: Run, *, tol: float = REL_TOL, moved: bool = T
             assert _rel(o, out.start[k]) > 0.05, f"member {k} hardly moved"
 
 
-@pytest.fixture(params=["stacked", "members"])
+IMPLS = ["fused", "foreach", "members"]
+
+
+@pytest.fixture(params=IMPLS)
 def impl(request: pytest.FixtureRequest) -> Impl:
     value: Impl = request.param
     return value
@@ -341,7 +344,17 @@ def test_none_and_zero_gradients_are_handled_as_torch_does(impl: Impl) -> None:
         assert _rel(o, r) < REL_TOL, k
 
 
-@pytest.mark.parametrize("impl2", ["stacked", "members"])
+@pytest.mark.parametrize(
+    ("impl", "impl2"),
+    [
+        ("fused", "fused"),
+        ("foreach", "foreach"),
+        ("members", "members"),
+        ("members", "fused"),
+        ("fused", "foreach"),
+        ("foreach", "members"),
+    ],
+)
 def test_a_resumed_pack_equals_the_uninterrupted_one_and_members_unpack(
     impl: Impl, impl2: Impl
 ) -> None:
@@ -414,3 +427,56 @@ def test_bad_arguments_raise_value_errors_naming_the_field() -> None:
         opt.freeze(2)
     opt.freeze(1)
     opt.step([0.1, -0.1])  # a frozen member's lr is not looked at
+
+
+def test_float32_agreement_with_the_unpacked_optimizers() -> None:
+    # The fused impl runs the unpacked optimizers' own kernels on the members' views: bit
+    # for bit the same in float32. The foreach impl rounds differently (the lr enters as a
+    # tensor, the update in separate operations): within 1e-5 relative after 200 steps
+    # (measured: at most 4.4e-7 on this problem, torch 2.14.1, CPU).
+    ref = _reference(tuple(MIXED), dtype=torch.float32)
+    fused, _ = _packed(MIXED, dtype=torch.float32, impl="fused")
+    for k, (o, r) in enumerate(zip(fused.params, ref.params, strict=True)):
+        assert torch.equal(o, r), f"member {k}: {_rel(o, r):.3g}"
+    foreach, _ = _packed(MIXED, dtype=torch.float32, impl="foreach")
+    _assert_matches(foreach, ref, tol=1e-5)
+
+
+def test_members_of_a_kind_with_one_lr_share_one_fused_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    real_kernel = torch._fused_adamw_
+
+    def counting(params: list[torch.Tensor], *args: Any, **kwargs: Any) -> None:
+        calls.append(len(params))
+        real_kernel(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "_fused_adamw_", counting)
+    # Members 0, 1 and 3 are AdamW at one lr (a run 0-1 and a run 3), member 2 another lr.
+    members = [Member(_hp("adamw", 1e-2)), Member(_hp("adamw", 1e-2))]
+    members += [Member(_hp("adamw", 3e-3)), Member(_hp("adamw", 1e-2))]
+    out, opt = _packed(members, steps=5, impl="fused")
+    assert calls == [2 * 4, 1 * 4] * 5  # views: runs x tensors, per distinct lr, per step
+    _assert_matches(out, _reference(tuple(members), steps=5), moved=False)
+    opt.freeze(1)
+    calls.clear()
+    _packed_steps(opt, out.extra["stacked"], members, range(5, 6))
+    assert calls == [2 * 4, 1 * 4]  # members 0 and 3 (two runs of one), then member 2
+
+
+def test_loading_a_state_of_other_members_or_hyperparameters_fails() -> None:
+    stacked = _stacked(2, torch.float64)
+    opt = PackedOptimizer(stacked, [_hp("adam", 0.1), _hp("sgd", 0.1)])
+    sd = opt.state_dict()
+    other = PackedOptimizer(stacked, [_hp("adam", 0.1, eps=1e-6), _hp("sgd", 0.1)])
+    with pytest.raises(ValueError, match=r"member 0 was saved with eps=1e-08, this pack has"):
+        other.load_state_dict(sd)
+    three = PackedOptimizer(_stacked(3, torch.float64), [_hp("adam", 0.1)] * 3)
+    with pytest.raises(ValueError, match="2 members' states for a pack of 3"):
+        three.load_state_dict(sd)
+    with pytest.raises(ValueError, match="Invalid impl: 'fast'"):
+        PackedOptimizer(stacked, [_hp("adam", 0.1)] * 2, impl="fast")  # type: ignore[arg-type]
+    ints = [torch.zeros(2, 3, dtype=torch.complex64, requires_grad=True)]
+    with pytest.raises(ValueError, match="Invalid impl: 'fused' needs floating point"):
+        PackedOptimizer(ints, [_hp("adam", 0.1)] * 2, impl="fused")
