@@ -31,7 +31,7 @@ from torch.optim.optimizer import _get_scalar_dtype
 
 from radam.factory import OPTIMIZERS, make_optimizer
 from radam.optimizer import fusable
-from radam.packed_kernels import HyperKey, plan, update
+from radam.packed_kernels import HyperKey, Views, plan, update
 
 __all__ = ["MemberHparams", "PackedOptimizer"]
 
@@ -150,6 +150,7 @@ class PackedOptimizer:
         self._steps = np.zeros((len(self.params), k), dtype=np.int64)
         self._exp_avg: list[Tensor | None] = [None] * len(self.params)
         self._exp_avg_sq: list[Tensor | None] = [None] * len(self.params)
+        self._cuts: dict[tuple[str, int], Any] = {}  # Views' cache of cut tensors
         self._needs_m = any(m.name != "sgd" or m.momentum != 0 for m in self.members)
         self._needs_v = any(m.name != "sgd" for m in self.members)
 
@@ -195,15 +196,12 @@ class PackedOptimizer:
                 self._exp_avg[j] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if self._exp_avg_sq[j] is None and self._needs_v:
                 self._exp_avg_sq[j] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        for bucket in plan(self._keys, active, with_grad, self._steps):
-            update(
-                bucket,
-                self.params,
-                self._exp_avg,
-                self._exp_avg_sq,
-                values,
-                fused=self.impl == "fused",
-            )
+        fused = self.impl == "fused"
+        buckets = plan(self._keys, active, with_grad, self._steps, values if fused else None)
+        if buckets:
+            views = Views(buckets, self.params, self._exp_avg, self._exp_avg_sq, self._cuts)
+            for bucket in buckets:
+                update(bucket, views, values, fused=fused)
         if active and with_grad:
             self._steps[np.ix_(with_grad, active)] += 1
 

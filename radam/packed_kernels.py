@@ -41,7 +41,7 @@ from torch import Tensor
 
 from radam.optimizer import _fused_radam, _Hyper, rectification
 
-__all__ = ["Bucket", "HyperKey", "plan", "update"]
+__all__ = ["Bucket", "HyperKey", "Views", "plan", "update"]
 
 # torch's and the authors' threshold, the factory's RAdam default.
 RECTIFY_THRESHOLD = 5.0
@@ -81,10 +81,15 @@ class Bucket:
 
 
 def plan(
-    keys: Sequence[HyperKey], active: Sequence[int], with_grad: Sequence[int], steps: np.ndarray
+    keys: Sequence[HyperKey],
+    active: Sequence[int],
+    with_grad: Sequence[int],
+    steps: np.ndarray,
+    lrs: Sequence[float] | None = None,
 ) -> list[Bucket]:
     """The buckets of one step: ``active`` members over the tensors ``with_grad``, where
-    ``steps[j, k]`` counts the updates member k has applied to tensor j."""
+    ``steps[j, k]`` counts the updates member k has applied to tensor j. With ``lrs``
+    (the fused path), members with different learning rates are in different buckets."""
     if not active or not with_grad:
         return []
     rows = steps[np.ix_(list(with_grad), list(active))]
@@ -95,12 +100,71 @@ def plan(
     buckets: list[Bucket] = []
     for js in by_row.values():
         row = steps[js[0]]
-        groups: dict[tuple[HyperKey, int], list[int]] = {}
+        groups: dict[tuple[HyperKey, int, float], list[int]] = {}
         for k in active:
-            groups.setdefault((keys[k], int(row[k])), []).append(k)
-        for (key, done), members in groups.items():
+            lr = 0.0 if lrs is None else lrs[k]
+            groups.setdefault((keys[k], int(row[k]), lr), []).append(k)
+        for (key, done, _), members in groups.items():
             buckets.append(Bucket(key, done, tuple(members), tuple(js)))
     return buckets
+
+
+class Views:
+    """The slices [a:b] of the stacked tensors that one step's buckets use.
+
+    Each tensor is cut once (``torch.tensor_split``, one call where slicing run by run would
+    be one call per run and tensor, the bulk of a step's Python time for K = 36 and 65
+    tensors); the cuts of the parameters and the state are kept for the next step, which
+    normally has the same runs, and those of the gradients (new tensors every step) not.
+    """
+
+    def __init__(
+        self,
+        buckets: Sequence[Bucket],
+        params: Sequence[Tensor],
+        exp_avgs: Sequence[Tensor | None],
+        exp_avg_sqs: Sequence[Tensor | None],
+        cache: dict[tuple[str, int], tuple[tuple[int, ...], int, tuple[Tensor, ...]]],
+    ) -> None:
+        bounds = {0, params[0].shape[0]}
+        for bucket in buckets:
+            for a, b in bucket.runs():
+                bounds.update((a, b))
+        # Runs of one step are disjoint, so every run is exactly one piece between cuts.
+        self.cuts = tuple(sorted(bounds))
+        self._piece = {a: i for i, a in enumerate(self.cuts[:-1])}
+        self._params = params
+        self._tensors: dict[str, Sequence[Tensor | None]] = {
+            "p": params,
+            "m": exp_avgs,
+            "v": exp_avg_sqs,
+        }
+        self._cache = cache
+        self._grads: dict[int, tuple[Tensor, ...]] = {}
+
+    def _pieces(self, name: str, j: int) -> tuple[Tensor, ...]:
+        if name == "g":
+            pieces = self._grads.get(j)
+            if pieces is None:
+                pieces = self._split(_grad(self._params[j]))
+                self._grads[j] = pieces
+            return pieces
+        tensor = _state(self._tensors[name], j)
+        hit = self._cache.get((name, j))
+        # Keyed on the storage too: a leaf whose .data was replaced gets new pieces.
+        if hit is not None and hit[0] == self.cuts and hit[1] == tensor.data_ptr():
+            return hit[2]
+        pieces = self._split(tensor.detach())
+        self._cache[(name, j)] = (self.cuts, tensor.data_ptr(), pieces)
+        return pieces
+
+    def _split(self, tensor: Tensor) -> tuple[Tensor, ...]:
+        return tuple(torch.tensor_split(tensor, list(self.cuts[1:-1])))
+
+    def __call__(self, name: str, bucket: Bucket) -> list[Tensor]:
+        """Tensor ``name`` ("p", "g", "m" or "v") of ``bucket``: runs outer, tensors inner."""
+        lists = {j: self._pieces(name, j) for j in bucket.tensors}
+        return [lists[j][self._piece[a]] for a, _ in bucket.runs() for j in bucket.tensors]
 
 
 def _columns(
@@ -124,50 +188,32 @@ def _columns(
 
 
 @torch.no_grad()
-def update(
-    bucket: Bucket,
-    params: Sequence[Tensor],
-    exp_avgs: Sequence[Tensor | None],
-    exp_avg_sqs: Sequence[Tensor | None],
-    lrs: Sequence[float],
-    *,
-    fused: bool,
-) -> None:
-    """One update of ``bucket``'s members: ``params[j]`` stacked leaves with their grads,
-    ``exp_avgs[j]`` the first moment (sgd: the momentum buffer) and ``exp_avg_sqs[j]`` the
-    second, stacked like the leaves; ``lrs[k]`` member k's learning rate.
+def update(bucket: Bucket, views: Views, lrs: Sequence[float], *, fused: bool) -> None:
+    """One update of ``bucket``'s members, ``lrs[k]`` member k's learning rate; ``views``
+    gives the slices of the parameters ("p"), gradients ("g"), first moments (sgd: the
+    momentum buffers, "m") and second moments ("v").
 
-    ``fused``: through torch's fused kernels (one call per distinct lr in the bucket, over
-    the views of the members that have it), else the foreach path (one call per operation
-    for the whole bucket, the lr broadcast per member)."""
+    ``fused``: through torch's fused kernels, one call for the bucket (whose members then
+    share their lr: ``plan(..., lrs)``), else the foreach path (one call per operation for
+    the whole bucket, the lr broadcast per member)."""
     if not fused:
-        _foreach_update(bucket, params, exp_avgs, exp_avg_sqs, lrs)
+        _foreach_update(bucket, views, lrs)
         return
-    by_lr: dict[float, list[int]] = {}
-    for k in bucket.members:
-        by_lr.setdefault(lrs[k], []).append(k)
-    for lr, members in by_lr.items():
-        sub = Bucket(bucket.key, bucket.done, tuple(members), bucket.tensors)
-        _fused_update(sub, params, exp_avgs, exp_avg_sqs, lr)
+    lr = lrs[bucket.members[0]]
+    if any(lrs[k] != lr for k in bucket.members):
+        raise ValueError("a fused bucket's members must share their lr: plan(..., lrs)")
+    _fused_update(bucket, views, lr, lrs)
 
 
-def _fused_update(
-    bucket: Bucket,
-    params: Sequence[Tensor],
-    exp_avgs: Sequence[Tensor | None],
-    exp_avg_sqs: Sequence[Tensor | None],
-    lr: float,
-) -> None:
+def _fused_update(bucket: Bucket, views: Views, lr: float, lrs: Sequence[float]) -> None:
     """Members that share their lr too: torch's fused kernels over their views, the calls
     torch.optim.{SGD,Adam,AdamW}(fused=True) and radam.RAdam's fused path make, so a
     member's numbers are its unpacked optimizer's bit for bit."""
     h = bucket.key
-    views = [(a, b, j) for a, b in bucket.runs() for j in bucket.tensors]
-    ps = [params[j].detach()[a:b] for a, b, j in views]
-    gs = [_grad(params[j])[a:b] for a, b, j in views]
+    ps, gs = views("p", bucket), views("g", bucket)
     t = bucket.done + 1
     if h.name == "sgd":
-        bufs = [] if h.momentum == 0 else [_state(exp_avgs, j)[a:b] for a, b, j in views]
+        bufs = [] if h.momentum == 0 else views("m", bucket)
         torch._fused_sgd_(
             ps,
             gs,
@@ -183,8 +229,7 @@ def _fused_update(
             found_inf=None,
         )
         return
-    ms = [_state(exp_avgs, j)[a:b] for a, b, j in views]
-    vs = [_state(exp_avg_sqs, j)[a:b] for a, b, j in views]
+    ms, vs = views("m", bucket), views("v", bucket)
     if h.name == "radam":
         # RAdam's own fused path (its few un-rectified steps through its foreach code).
         hyper = _Hyper(
@@ -222,18 +267,10 @@ def _fused_update(
     )
 
 
-def _foreach_update(
-    bucket: Bucket,
-    params: Sequence[Tensor],
-    exp_avgs: Sequence[Tensor | None],
-    exp_avg_sqs: Sequence[Tensor | None],
-    lrs: Sequence[float],
-) -> None:
+def _foreach_update(bucket: Bucket, views: Views, lrs: Sequence[float]) -> None:
     h = bucket.key
     runs = bucket.runs()
-    views = [(a, b, j) for a, b in runs for j in bucket.tensors]
-    ps = [params[j].detach()[a:b] for a, b, j in views]
-    gs = [_grad(params[j])[a:b] for a, b, j in views]
+    ps, gs = views("p", bucket), views("g", bucket)
     lr = [lrs[k] for k in bucket.members]
     t = bucket.done + 1
 
@@ -243,7 +280,7 @@ def _foreach_update(
         if h.momentum == 0:
             torch._foreach_add_(ps, torch._foreach_mul(gs, _columns([-x for x in lr], runs, ps)))
             return
-        bufs = [_state(exp_avgs, j)[a:b] for a, b, j in views]
+        bufs = views("m", bucket)
         if bucket.done == 0:
             torch._foreach_copy_(bufs, gs)
         else:
@@ -252,8 +289,7 @@ def _foreach_update(
         torch._foreach_add_(ps, torch._foreach_mul(bufs, _columns([-x for x in lr], runs, ps)))
         return
 
-    ms = [_state(exp_avgs, j)[a:b] for a, b, j in views]
-    vs = [_state(exp_avg_sqs, j)[a:b] for a, b, j in views]
+    ms, vs = views("m", bucket), views("v", bucket)
     torch._foreach_lerp_(ms, gs, 1 - h.beta1)
     torch._foreach_mul_(vs, h.beta2)
     torch._foreach_addcmul_(vs, gs, gs, 1 - h.beta2)
