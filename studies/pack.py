@@ -425,6 +425,10 @@ def _gradients(state: PackState, xs: Tensor, ys: Tensor, *, device: torch.device
             parts: list[Tensor] = []
             for a in range(0, state.size, chunk):
                 b = min(state.size, a + chunk)
+                if all(k in state.frozen_buffers for k in range(a, b)):
+                    # stopped members only: nothing of theirs is used, skip the pass
+                    parts.append(torch.full((b - a,), math.nan, device=device, dtype=xs.dtype))
+                    continue
                 params = {n: t[a:b] for n, t in state.params.items()}
                 buffers = {n: t[a:b] for n, t in state.buffers.items()}  # views: updated in place
                 with autocast_for(device):
