@@ -46,7 +46,7 @@ from ray.tune.logger import JsonLoggerCallback
 from studies import paths
 from studies.errors import ClusterError, StudyStateError
 from studies.results import EPOCH_METRICS, StudyRecord
-from studies.spec import StudySpec, TrialConfig
+from studies.spec import StudySpec, TrialConfig, trial_params
 from studies.trainable import TrialState, train_trial, trial_from_config
 
 
@@ -131,25 +131,6 @@ def _trial_dirname(trial: Any) -> str:
 
 
 # --- recording, in the driver ---------------------------------------------------------------
-
-
-def trial_params(spec: StudySpec, cfg: TrialConfig) -> dict[str, Any]:
-    """The params of a trial's nested run: its grid point, then the settings it trained with."""
-    return {
-        **cfg.model_dump(),
-        "dataset": spec.dataset,
-        "model": spec.model,
-        "epochs": spec.epochs,
-        "batch_size": spec.batch_size,
-        "weight_decay": spec.weight_decay,
-        "momentum": spec.momentum,
-        "betas": list(spec.betas),
-        "eps": spec.eps,
-        "lr_milestones": list(spec.lr_milestones),
-        "lr_gamma": spec.lr_gamma,
-        "train_subset": spec.train_subset,
-        "augment": spec.augment,
-    }
 
 
 class RecordingCallback(tune.Callback):
