@@ -41,7 +41,7 @@ from studies.errors import RobustnessError
 from studies.offline import budget, packing, resultfiles
 from studies.offline.archive import import_cifar10
 from studies.offline.gpustats import GpuSampler
-from studies.presets import apply_overrides, get_preset, parse_override
+from studies.presets import PRESETS, apply_overrides, get_preset, parse_override
 from studies.spec import StudySpec
 
 DEFAULT_TIME_BUDGET = 480.0  # seconds: a 15-minute GPU lease, start-up and transfers left out
@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="datasets folder (default $ROBUSTNESS_DATA_DIR or <repo>/.robustness/data)",
     )
-    parser.add_argument("--preset", default="figure6", help="the study (default figure6)")
+    parser.add_argument(
+        "--preset", default="figure6", help="the study: a preset or a spec file (default figure6)"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -98,16 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def target_spec(args: argparse.Namespace) -> StudySpec:
-    """The preset with ``--set``/``--subset`` applied and the schedule of ``--epochs``."""
-    spec = get_preset(args.preset)
+def target_spec(args: argparse.Namespace) -> tuple[StudySpec, int]:
+    """The preset with ``--set``/``--subset`` applied and the schedule of ``--epochs``; and the
+    preset's own number of epochs (the paper's 164 for figure6)."""
+    if args.preset in PRESETS:
+        spec = get_preset(args.preset)
+    elif Path(args.preset).is_file():
+        spec = StudySpec.parse(Path(args.preset).read_text())
+    else:
+        raise RobustnessError(f"--preset {args.preset!r} is neither a preset ({', '.join(PRESETS)}) nor a spec file")
     overrides: dict[str, Any] = dict(parse_override(text) for text in args.overrides)
     if args.subset is not None:
         overrides.setdefault("train_subset", args.subset)
         overrides.setdefault("test_subset", args.subset)
     if overrides:
         spec = apply_overrides(spec, overrides)
-    return with_epochs(spec, args.epochs or spec.epochs, full=spec)
+    return with_epochs(spec, args.epochs or spec.epochs, full=spec), spec.epochs
 
 
 def with_epochs(spec: StudySpec, epochs: int, *, full: StudySpec) -> StudySpec:
@@ -170,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.outdir
     if (out / resultfiles.TRIALS_DIR).is_dir() and any((out / resultfiles.TRIALS_DIR).iterdir()):
         raise RobustnessError(f"{out} already holds results; give an empty or new folder")
-    spec = target_spec(args)
+    spec, full_epochs = target_spec(args)
     configs = spec.trial_configs()
     data_dir = args.data_dir or Path(
         os.environ.get("ROBUSTNESS_DATA_DIR") or REPO / ".robustness" / "data"
@@ -277,7 +285,8 @@ def run(args: argparse.Namespace) -> int:
 
     manifest["spec"] = final.to_dict()
     manifest["epochs"] = final.epochs
-    manifest["shortened"] = final.epochs < get_preset(args.preset).epochs
+    manifest["preset_epochs"] = full_epochs
+    manifest["shortened"] = final.epochs < full_epochs
     manifest["lr_milestones"] = list(final.lr_milestones)
     for config, member_rows in zip(configs, rows, strict=True):
         resultfiles.write_trial(

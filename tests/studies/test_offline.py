@@ -1,0 +1,268 @@
+"""Runs outside the cluster: the epoch budget, the results folder and ``robustness import``.
+
+A real offline run (``studies.offline.figure6`` on the digits and the MLP: seconds) makes the
+results folder; ``robustness import`` brings it into a real SQLite MLflow, and broken copies of
+it are refused whole, naming the file, with nothing left in the records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from studies import tracking
+from studies.cli import main
+from studies.errors import TrackingError
+from studies.importer import import_outdir
+from studies.offline import budget, resultfiles
+from studies.offline import figure6 as offline_figure6
+from studies.offline.resultfiles import ResultFileError, load_outdir
+from studies.report import load_summary
+from studies.resultdoc import expected_max, record_name
+
+SPEC = {
+    "name": "offline-digits",
+    "dataset": "digits",
+    "model": "mlp",
+    "optimizers": ["radam", "sgd"],
+    "learning_rates": [0.1, 0.01],
+    "seeds": [0, 1],
+    "epochs": 4,
+    "lr_milestones": [2, 3],
+    "batch_size": 64,
+}
+
+
+# --- the budget ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("epochs", "expected"),
+    [(164, [81, 122]), (40, [20, 30]), (82, [40, 61]), (4, [2, 3]), (2, [1]), (1, [])],
+)
+def test_milestones_scale_with_the_run(epochs: int, expected: list[int]) -> None:
+    assert budget.scaled_milestones(epochs, full_epochs=164, full_milestones=[81, 122]) == expected
+
+
+def test_the_whole_run_when_it_fits_else_as_many_epochs_as_fit() -> None:
+    whole = budget.plan_epochs(target=164, epoch_seconds=2.0, remaining_seconds=400.0)
+    assert (whole.epochs, whole.shortened) == (164, False)
+    assert whole.full_run_seconds == pytest.approx(328.0)
+    short = budget.plan_epochs(target=164, epoch_seconds=10.0, remaining_seconds=400.0)
+    assert (short.epochs, short.shortened) == (38, True)  # 400 / (10 * 1.05)
+    assert budget.plan_epochs(target=164, epoch_seconds=10.0, remaining_seconds=-5).epochs == 1
+
+
+# --- a real offline run ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("offline")
+    spec_file = root / "spec.json"
+    spec_file.write_text(json.dumps(SPEC))
+    out = root / "out"
+    code = offline_figure6.main(
+        [str(out), "--preset", str(spec_file), "--threads", "1", "--device", "cpu"]
+    )
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def _copy(outdir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(outdir, target)
+    return target
+
+
+def _trial_file(root: Path, key: str = "sgd-lr0.1-none-s1") -> Path:
+    return root / resultfiles.TRIALS_DIR / f"{key}.json"
+
+
+def _edit(path: Path, change: Any) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_the_run_writes_a_file_per_configuration_and_its_accounts(outdir: Path) -> None:
+    run = load_outdir(outdir)
+    assert [t.trial_id for t in run.trials] == [c.key for c in run.spec.trial_configs()]
+    assert all(t.epochs_done == 4 and t.status == "finished" for t in run.trials)
+    assert run.spec.epochs == 4 and run.spec.lr_milestones == [2, 3]  # fitted: not shortened
+    assert run.run["plan"]["shortened"] is False and run.run["parity"]["ok"] is True
+    assert len(run.run["parity"]["members"]) == 2  # one per optimizer
+    tp = run.throughput
+    assert tp["gpu"]["available"] is False and "nvidia-smi" in tp["gpu"]["reason"]
+    assert len(tp["epoch_seconds"]) == 4 and tp["images_per_second"]["all"] > 0
+    assert set(tp["images_per_second"]["per_configuration"]) == {t.trial_id for t in run.trials}
+    # the per-epoch lr follows the schedule: x0.1 from epoch index 2, again from 3
+    sgd = run.trials[-1]
+    assert sgd.history["lr"] == pytest.approx([0.01, 0.01, 0.001, 0.0001])
+
+
+def test_a_short_budget_shortens_the_run_and_scales_the_milestones(tmp_path: Path) -> None:
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(SPEC | {"epochs": 164, "lr_milestones": [81, 122]}))
+    args = [str(tmp_path / "out"), "--preset", str(spec_file), "--device", "cpu"]
+    # A budget of 0 leaves no time beyond the smoke: the smoke's 2 epochs are the result, and
+    # they say so (their schedule had reached no milestone).
+    assert offline_figure6.main([*args, "--threads", "1", "--time-budget", "0"]) == 0
+    run = load_outdir(tmp_path / "out")
+    assert run.spec.epochs == 2 and run.spec.lr_milestones == []
+    assert run.run["shortened"] is True and "smoke" in run.run["schedule_note"]
+
+
+def test_an_outdir_with_results_is_not_overwritten(outdir: Path) -> None:
+    assert offline_figure6.main([str(outdir), "--preset", "figure6"]) == 2
+
+
+# --- robustness import ----------------------------------------------------------------------
+
+
+def test_import_makes_a_normal_study(
+    outdir: Path, uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "import",
+            str(outdir),
+            "--tracking-uri",
+            uri,
+            "--out",
+            str(tmp_path / "report"),
+            "--write-record",
+            str(tmp_path / "record"),
+        ]
+    )
+    assert code == 0
+    outcome = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    run = load_outdir(outdir)
+    study_id = outcome["study_id"]
+    assert study_id == run.run_id and outcome["status"] == "succeeded"
+    record = tracking.get_study(study_id, tracking_uri=uri)
+    assert record.spec == run.spec.to_dict() and record.num_trials == 8
+    trials = {t.trial_id: t for t in tracking.load_trials(study_id, tracking_uri=uri)}
+    assert trials.keys() == {t.trial_id for t in run.trials}
+    for imported in run.trials:
+        stored = trials[imported.trial_id]
+        assert stored.status == imported.status and stored.node == imported.node
+        assert stored.history["test_acc"] == pytest.approx(imported.history["test_acc"])
+        assert stored.train_seconds == pytest.approx(imported.train_seconds)
+    summary = load_summary(study_id, tracking_uri=uri)
+    assert summary.trials_counted == 8 and not summary.partial and summary.epochs == 4
+    artifacts = set(tracking.list_study_artifacts(study_id, tracking_uri=uri))
+    assert {"summary.json", "trials.csv", "figure6.png", "import"} <= artifacts
+    assert {"import/run.json", "import/throughput.json"} <= set(
+        tracking.list_study_artifacts(study_id, tracking_uri=uri, path="import")
+    )
+    page = (tmp_path / "record" / record_name(run)).read_text()
+    for heading in ("Table 2", "mean regret", "Expected best accuracy", "throughput", "JPEG"):
+        assert heading in page
+    assert (tmp_path / "record" / "figure6.png").is_file()
+    # `robustness report` serves it like any other study
+    assert main(["report", study_id, "--tracking-uri", uri, "--out", str(tmp_path / "r2")]) == 0
+    # and a second import of the same folder is refused, not a copy
+    with pytest.raises(TrackingError, match="already imported"):
+        import_outdir(outdir, tracking_uri=uri)
+
+
+def _no_new_study(uri: str, before: int) -> None:
+    assert len(tracking.list_studies(tracking_uri=uri, limit=1000)) == before
+
+
+BREAKS = {
+    "malformed JSON": (lambda p: p.write_text('{"format": '), "not valid JSON"),
+    "missing epochs": (
+        lambda p: _edit(p, lambda d: [v.pop() for v in d["history"].values()]),
+        "missing epochs: a finished trial has 3 of the spec's 4",
+    ),
+    "mixed specs": (
+        lambda p: _edit(p, lambda d: d["spec"].update(weight_decay=0.5)),
+        "spec differs",
+    ),
+    "not in the grid": (
+        lambda p: _edit(p, lambda d: d.update(lr=0.5, trial_id="sgd-lr0.5-none-s1")),
+        "not a configuration of the spec's grid",
+    ),
+    "running trial": (lambda p: _edit(p, lambda d: d.update(status="running")), "status"),
+    "uneven curves": (
+        lambda p: _edit(p, lambda d: d["history"]["lr"].append(0.1)),
+        "different lengths",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(BREAKS))
+def test_a_bad_file_is_refused_by_name_and_nothing_is_imported(
+    fault: str, outdir: Path, uri: str, tmp_path: Path
+) -> None:
+    root = _copy(outdir, tmp_path)
+    broken = _trial_file(root)
+    breaker, message = BREAKS[fault]
+    breaker(broken)
+    before = len(tracking.list_studies(tracking_uri=uri, limit=1000))
+    with pytest.raises(ResultFileError, match=message) as caught:
+        import_outdir(root, tracking_uri=uri)
+    assert caught.value.path == broken and broken.name in str(caught.value)
+    _no_new_study(uri, before)
+
+
+def test_a_missing_or_doubled_configuration_is_refused(outdir: Path, tmp_path: Path) -> None:
+    root = _copy(outdir, tmp_path)
+    _trial_file(root).unlink()
+    with pytest.raises(ResultFileError, match="1 of the spec's 8 configurations missing: sgd-lr0.1"):
+        load_outdir(root)
+    shutil.copy(_trial_file(root, "sgd-lr0.01-none-s1"), root / "trials" / "copy.json")
+    shutil.copy(_trial_file(outdir), _trial_file(root))
+    with pytest.raises(ResultFileError, match="again"):
+        load_outdir(root)
+
+
+def test_a_run_json_from_another_run_is_refused(outdir: Path, tmp_path: Path) -> None:
+    root = _copy(outdir, tmp_path)
+    _edit(root / "run.json", lambda d: d.update(run_id="0123456789ab"))
+    with pytest.raises(ResultFileError, match="run.json: run_id"):
+        load_outdir(root)
+
+
+def test_mlflow_failing_midway_leaves_no_half_study(
+    outdir: Path, uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = len(tracking.list_studies(tracking_uri=uri, limit=1000))
+    real = tracking.end_trial
+    calls: list[str] = []
+
+    def flaky(run_id: str, status: str, **kwargs: Any) -> None:  # the store going away
+        calls.append(run_id)
+        if len(calls) == 3:
+            raise TrackingError("MLflow unreachable during end_trial: connection refused")
+        real(run_id, status, **kwargs)
+
+    monkeypatch.setattr(tracking, "end_trial", flaky)
+    with pytest.raises(TrackingError, match="unreachable"):
+        import_outdir(outdir, tracking_uri=uri, study_id="flakyimport1")
+    _no_new_study(uri, before)
+    with pytest.raises(tracking.StudyNotFoundError):
+        tracking.get_study("flakyimport1", tracking_uri=uri)
+    monkeypatch.setattr(tracking, "end_trial", real)
+    record, _ = import_outdir(outdir, tracking_uri=uri, study_id="flakyimport1")  # now whole
+    assert record.status == "succeeded"
+
+
+def test_expected_max_is_exact() -> None:
+    # 3 cells: best of 1 is the mean, best of all 3 the max, best of 2 by enumeration
+    values = [70.0, 80.0, 90.0]
+    pairs = [max(a, b) for i, a in enumerate(values) for b in values[i + 1 :]]
+    assert expected_max(values) == pytest.approx([80.0, sum(pairs) / 3, 90.0])
+    assert math.isclose(expected_max([5.0])[0], 5.0)
