@@ -71,7 +71,11 @@ def _best_cell_std(summary: StudySummary, opt: OptimizerSummary) -> str:
     for cell in summary.cells_of(opt.optimizer):
         if cell.lr == opt.best_lr and cell.warmup == opt.best_warmup:
             n = len(cell.seeds)
-            return f" ± {cell.final_acc_std_pct:.2f} (n={n})" if cell.final_acc_std_pct else f" (n={n})"
+            return (
+                f" ± {cell.final_acc_std_pct:.2f} (n={n})"
+                if cell.final_acc_std_pct
+                else f" (n={n})"
+            )
     return ""
 
 
@@ -82,7 +86,9 @@ def render(
     spec = run.spec
     epochs = spec.epochs
     if epochs >= PAPER_EPOCHS:
-        schedule = f"the paper's full {epochs} epochs, lr x{spec.lr_gamma:g} at {spec.lr_milestones}"
+        schedule = (
+            f"the paper's full {epochs} epochs, lr x{spec.lr_gamma:g} at {spec.lr_milestones}"
+        )
     else:
         schedule = (
             f"**shortened: {epochs} of the paper's {PAPER_EPOCHS} epochs**, lr x{spec.lr_gamma:g} "
@@ -99,8 +105,13 @@ def render(
         f"of {summary.trials_total} trials counted, {summary.trials_failed} failed",
         f"- Commit: `{m.get('commit') or 'unknown'}`; run {m.get('started_at', '?')} to "
         f"{m.get('ended_at', '?')} on node `{m.get('node', '?')}`",
-        f"- Device: {m.get('device', '?')}; Python {m.get('python', '?')}, torch {m.get('torch', '?')}; "
-        f"packed: {m.get('packed')}",
+        f"- Device: {m.get('device', '?')}; Python {m.get('python', '?')}, "
+        f"torch {m.get('torch', '?')}; "
+        + (
+            "the configurations trained packed, as one program"
+            if m.get("packed")
+            else "**not packed**: the configurations trained one at a time (no studies.pack)"
+        ),
         f"- Schedule: {schedule}; batch {spec.batch_size}, weight decay {spec.weight_decay:g}, "
         f"augmentation {'on' if spec.augment else 'off'}, seeds {spec.seeds}",
     ]
@@ -141,8 +152,19 @@ def render(
             f"| {opt.label} | {_pct(opt.mean_regret_pct)} | {_ci(opt.mean_regret_ci_pct)} "
             f"| {_pct(opt.worst_acc_pct)} | {_pct(opt.spread_pct)} | {share} |"
         )
-    lines += ["", "Comparisons (difference in mean regret, a - b; negative favours a):", ""]
-    lines += [f"- {c.a} vs {c.b}: {c.diff_pct:+.2f} {_ci(c.diff_ci_pct)}. {c.sentence}" for c in summary.comparisons]
+    lines += [
+        "",
+        "Difference in mean regret (a - b, points; negative favours a), with the verdict's "
+        "interval:",
+        "",
+        "| a vs b | difference | 95% interval | less sensitive |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c.a} vs {c.b} | {c.diff_pct:+.2f} | {_ci(c.diff_ci_pct)} | "
+        f"{c.less_sensitive or 'cannot tell'} |"
+        for c in summary.comparisons
+    ]
     lines += ["", f"Verdict: {summary.verdict}", ""]
     lines += _expected_max_section(summary)
     lines += _figures_section(figures)

@@ -108,7 +108,9 @@ def target_spec(args: argparse.Namespace) -> tuple[StudySpec, int]:
     elif Path(args.preset).is_file():
         spec = StudySpec.parse(Path(args.preset).read_text())
     else:
-        raise RobustnessError(f"--preset {args.preset!r} is neither a preset ({', '.join(PRESETS)}) nor a spec file")
+        raise RobustnessError(
+            f"--preset {args.preset!r} is neither a preset ({', '.join(PRESETS)}) nor a spec file"
+        )
     overrides: dict[str, Any] = dict(parse_override(text) for text in args.overrides)
     if args.subset is not None:
         overrides.setdefault("train_subset", args.subset)
@@ -191,12 +193,14 @@ def run(args: argparse.Namespace) -> int:
             (REPO / p for p in ARCHIVE_CANDIDATES if (REPO / p).is_file()), None
         )
         if archive is None:
-            raise RobustnessError(f"no CIFAR-10 archive: give --archive (looked in {ARCHIVE_CANDIDATES})")
+            raise RobustnessError(
+                f"no CIFAR-10 archive: give --archive (looked in {ARCHIVE_CANDIDATES})"
+            )
         import_cifar10(archive, data_dir)
     device_type, gpus, device = device_of(args.device)
-    from studies.trainable import get_dataset
-
     import torch
+
+    from studies.trainable import get_dataset
 
     ds = get_dataset(spec, data_dir=str(data_dir), device=torch.device(device_type))
     phases["data"] = time.monotonic() - t0
@@ -295,11 +299,25 @@ def run(args: argparse.Namespace) -> int:
     phases["total"] = time.monotonic() - started
     manifest["ended_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     manifest["wall_seconds"] = phases
-    resultfiles.write_json(out / resultfiles.THROUGHPUT_FILE, throughput(
-        final, configs, rows, ds.num_train, epoch_times, phases, gpu, device=device, device_type=device_type
-    ))
+    resultfiles.write_json(
+        out / resultfiles.THROUGHPUT_FILE,
+        throughput(
+            final,
+            configs,
+            rows,
+            ds.num_train,
+            epoch_times,
+            phases,
+            gpu,
+            device=device,
+            device_type=device_type,
+        ),
+    )
     resultfiles.write_json(out / resultfiles.RUN_FILE, manifest)
-    print(f"figure6: wrote {len(configs)} trial files, run.json, throughput.json to {out}", file=sys.stderr)
+    print(
+        f"figure6: wrote {len(configs)} trial files, run.json, throughput.json to {out}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -116,7 +116,11 @@ def _one_at_a_time(
             if stopped[k]:
                 rows.append(None)
                 continue
-            captured: list[Any] = []
+            captured: list[dict[str, Any]] = []
+
+            def keep(_metrics: dict[str, Any], state: Any, into: list[Any] = captured) -> None:
+                into.append(state.state_dict())
+
             got = run_trial(
                 spec,
                 config,
@@ -124,7 +128,7 @@ def _one_at_a_time(
                 threads=threads,
                 gpus=gpus,
                 resume_from=states[k],
-                on_epoch=lambda _m, s, c=captured: c.append(s.state_dict()),
+                on_epoch=keep,
                 epochs=epoch,
             )
             states[k] = captured[-1] if captured else states[k]
@@ -163,9 +167,7 @@ def parity_check(
     """Train ``configs`` one epoch packed and one at a time; compare their first epochs."""
     from studies.trainable import run_trial
 
-    packed, _ = train_pack(
-        spec, configs, data_dir=data_dir, gpus=gpus, threads=threads, epochs=1
-    )
+    packed, _ = train_pack(spec, configs, data_dir=data_dir, gpus=gpus, threads=threads, epochs=1)
     tolerance = TOLERANCES["cuda" if device_type == "cuda" else "cpu"]
     members = []
     for config, rows in zip(configs, packed, strict=True):

@@ -275,9 +275,12 @@ def load_outdir(out_dir: str | os.PathLike[str]) -> OfflineRun:
     assert spec is not None
     missing = [c.key for c in spec.trial_configs() if c.key not in by_id]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
         raise ResultFileError(
-            trials_dir, f"{len(missing)} of the spec's {spec.num_trials} configurations missing: {shown}"
+            trials_dir,
+            f"{len(missing)} of the spec's {spec.num_trials} configurations missing: {shown}",
         )
     if len(run_ids) > 1:
         raise ResultFileError(trials_dir, f"trial files from different runs: {sorted(run_ids)}")

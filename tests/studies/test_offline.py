@@ -221,7 +221,9 @@ def test_a_bad_file_is_refused_by_name_and_nothing_is_imported(
 def test_a_missing_or_doubled_configuration_is_refused(outdir: Path, tmp_path: Path) -> None:
     root = _copy(outdir, tmp_path)
     _trial_file(root).unlink()
-    with pytest.raises(ResultFileError, match="1 of the spec's 8 configurations missing: sgd-lr0.1"):
+    with pytest.raises(
+        ResultFileError, match=r"1 of the spec's 8 configurations missing: sgd-lr0\.1"
+    ):
         load_outdir(root)
     shutil.copy(_trial_file(root, "sgd-lr0.01-none-s1"), root / "trials" / "copy.json")
     shutil.copy(_trial_file(outdir), _trial_file(root))
@@ -232,7 +234,7 @@ def test_a_missing_or_doubled_configuration_is_refused(outdir: Path, tmp_path: P
 def test_a_run_json_from_another_run_is_refused(outdir: Path, tmp_path: Path) -> None:
     root = _copy(outdir, tmp_path)
     _edit(root / "run.json", lambda d: d.update(run_id="0123456789ab"))
-    with pytest.raises(ResultFileError, match="run.json: run_id"):
+    with pytest.raises(ResultFileError, match=r"run\.json: run_id"):
         load_outdir(root)
 
 
