@@ -227,6 +227,9 @@ class StudySpec(_Strict):
     resources_per_trial: Resources = Field(default_factory=Resources)
     max_concurrent_trials: int | None = Field(default=None, ge=1)  # None: as resources allow
     max_failures: int = Field(default=1, ge=0)  # retries of a crashed trial (not a diverged one)
+    # Grid points trained as one program in one Tune trial (studies.pack): 1, one trial per
+    # point; "auto", as many as help (the runner decides from the cluster). Grid search only.
+    pack_size: int | Literal["auto"] = 1
 
     @field_validator("optimizers")
     @classmethod
@@ -244,6 +247,16 @@ class StudySpec(_Strict):
         if any(b <= a for a, b in itertools.pairwise(milestones)):
             raise ValueError(f"lr_milestones must increase, got {milestones}")
         return milestones
+
+    @field_validator("pack_size", mode="before")
+    @classmethod
+    def _pack_size_valid(cls, value: Any) -> Any:
+        # one message for both arms of the union (pydantic would list an error per arm)
+        if value == "auto" or (
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        ):
+            return value
+        raise ValueError(f"must be an integer >= 1 or 'auto', got {value!r}")
 
     @field_validator("betas")
     @classmethod
@@ -285,6 +298,12 @@ class StudySpec(_Strict):
             raise SpecError(
                 f"{self.lr_milestones} must be epoch indices below epochs ({self.epochs})",
                 field="lr_milestones",
+            )
+        if self.search.kind != "grid" and isinstance(self.pack_size, int) and self.pack_size > 1:
+            raise SpecError(
+                f"packs of {self.pack_size} apply to grid search only; with search "
+                f"{self.search.kind!r} every trial runs on its own (pack_size: 1 or auto)",
+                field="pack_size",
             )
         limit = _max_trials(info)
         if self.num_trials > limit:
