@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         "device_slug": device_slug(device),
         "node": platform.node(),
         "commit": args.commit,
-        "packed": packing.PACKED,
+        "packed": packing.packed(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "target_spec": spec.to_dict(),
@@ -333,15 +333,17 @@ def throughput(
     device: str,
     device_type: str,
 ) -> dict[str, Any]:
-    """Training images per second, per configuration (its epochs over its own training time)
-    and in all (every member's images over the run's wall time)."""
+    """Training images per second, per configuration (its images over the wall time of the
+    epochs it trained in: a packed member trains while the others do) and in all (every
+    member's images over the run's wall time). A member's ``train_seconds`` is its share of
+    the pack's time (the pack runner divides each epoch among its members), not its wall time.
+    """
     per_config = {}
     images = 0
     for config, member in zip(configs, rows, strict=True):
-        done = len(member)
-        images += done * num_train
-        seconds = member[-1].get("train_seconds") if member else None
-        per_config[config.key] = done * num_train / seconds if seconds else None
+        images += len(member) * num_train
+        wall = sum(epoch_times[int(row["epoch"]) - 1] for row in member)
+        per_config[config.key] = len(member) * num_train / wall if wall else None
     train_wall = sum(epoch_times)
     if device_type == "cuda":
         import torch
@@ -351,7 +353,7 @@ def throughput(
         "format": "radam-robustness.throughput",
         "version": resultfiles.FORMAT_VERSION,
         "device": device,
-        "packed": packing.PACKED,
+        "packed": packing.packed(),
         "configurations": len(configs),
         "batch_size": spec.batch_size,
         "train_images_per_epoch": num_train,

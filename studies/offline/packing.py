@@ -2,10 +2,10 @@
 
 ``train_pack`` is the one seam between the offline commands and the pack runner
 (``studies.pack.run_pack``, issue "Packed trials"): every configuration of the pack trains as
-one program on one device. Until that module is in the tree, it falls back to training the
+one program on one device. While that module (or ``radam.packed``, which it needs) is not in the tree, it falls back to training the
 configurations one after another with ``studies.trainable.run_trial`` (epoch by epoch, so the
-per-epoch callback sees every member as it would in a pack) and says so: ``PACKED`` is false
-and the results record ``"packed": false``. That fallback exists for plumbing on a branch
+per-epoch callback sees every member as it would in a pack) and says so: ``packed()`` is false
+and the results record ``"packed": false`` (``packed()``). That fallback exists for plumbing on a branch
 without the pack runner, not for a GPU run.
 
 ``parity_check`` trains a few configurations for one epoch both packed and one at a time and
@@ -15,7 +15,7 @@ autocast's error on a GPU (``TOLERANCES``; the measured differences are recorded
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -23,8 +23,8 @@ from typing import Any
 
 from studies.spec import StudySpec, TrialConfig
 
-#: Whether the pack runner is in the tree (else the sequential fallback trains).
-PACKED: bool = importlib.util.find_spec("studies.pack") is not None
+#: The modules the pack runner is made of: while one is absent, the fallback trains.
+PACK_MODULES: frozenset[str] = frozenset({"studies.pack", "radam.packed"})
 
 Rows = list[dict[str, Any]]
 OnEpoch = Callable[[list[dict[str, Any] | None]], None]
@@ -38,6 +38,25 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "cpu": {"train_loss_rel": 1e-3, "test_acc_abs": 0.01},
     "cuda": {"train_loss_rel": 0.05, "test_acc_abs": 0.05},
 }
+
+
+@functools.cache
+def pack_runner() -> Callable[..., list[Rows]] | None:
+    """``studies.pack.run_pack``, or None while it (or ``radam.packed``, which it needs) is not
+    in the tree. Any other import error is a bug and propagates."""
+    try:
+        from studies.pack import run_pack  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as exc:
+        if exc.name in PACK_MODULES:
+            return None
+        raise
+    runner: Callable[..., list[Rows]] = run_pack
+    return runner
+
+
+def packed() -> bool:
+    """Whether ``train_pack`` trains packed (else one configuration at a time)."""
+    return pack_runner() is not None
 
 
 def train_pack(
@@ -54,9 +73,8 @@ def train_pack(
     """Train ``configs`` of ``spec`` as one pack up to ``epochs``; return each member's
     per-epoch rows (``studies.trainable.EPOCH_KEYS``) and the pack's state after the last
     epoch (for ``resume_from``)."""
-    if PACKED:
-        from studies.pack import run_pack  # type: ignore[import-not-found,unused-ignore]
-
+    run_pack = pack_runner()
+    if run_pack is not None:
         last: list[Any] = []
 
         def hook(rows: list[dict[str, Any] | None], state: Any) -> None:
@@ -150,7 +168,7 @@ def parity_members(spec: StudySpec) -> list[TrialConfig]:
     members = []
     for name in spec.optimizers:
         lrs = spec.lrs_for(name)
-        mid = sorted(lrs)[len(lrs) // 2]
+        mid = sorted(lrs)[(len(lrs) - 1) // 2]  # the lower middle: far from divergence
         members.append(next(c for c in grid if c.optimizer == name and c.lr == mid))
     return members
 
@@ -167,10 +185,10 @@ def parity_check(
     """Train ``configs`` one epoch packed and one at a time; compare their first epochs."""
     from studies.trainable import run_trial
 
-    packed, _ = train_pack(spec, configs, data_dir=data_dir, gpus=gpus, threads=threads, epochs=1)
+    together, _ = train_pack(spec, configs, data_dir=data_dir, gpus=gpus, threads=threads, epochs=1)
     tolerance = TOLERANCES["cuda" if device_type == "cuda" else "cpu"]
     members = []
-    for config, rows in zip(configs, packed, strict=True):
+    for config, rows in zip(configs, together, strict=True):
         alone = run_trial(spec, config, data_dir=data_dir, gpus=gpus, threads=threads, epochs=1)
         a, b = rows[0], alone[0]
         loss_rel = abs(a["train_loss"] - b["train_loss"]) / max(abs(b["train_loss"]), 1e-12)
@@ -192,7 +210,7 @@ def parity_check(
             }
         )
     return {
-        "packed": PACKED,
+        "packed": packed(),
         "epochs": 1,
         "tolerance": tolerance,
         "members": members,

@@ -130,6 +130,7 @@ def test_figure6_script_on_the_cpu_then_import(small_archive: Path, tmp_path: Pa
     assert run.spec.epochs == 1 and run.spec.augment and run.spec.weight_decay == 1e-4
     assert all(t.epochs_done == 1 and t.status == "finished" for t in run.trials)
     assert run.run["commit"] == "0" * 40 and run.run["shortened"] is True
+    assert run.run["packed"] is True  # the pack runner, not the one-at-a-time fallback
     assert run.run["parity"]["ok"] and run.run["plan"]["epochs"] == 1
     assert run.throughput["train_images_per_epoch"] == 300
     assert run.throughput["gpu"]["available"] is False
