@@ -96,7 +96,9 @@ def test_a_diverged_member_is_frozen_where_it_diverged_and_the_others_go_on() ->
 
     def record(rows: list[dict[str, Any] | None], state: PackState) -> None:
         seen.append(rows)
-        states.append({"status": [m.status for m in state.members], "w": state.member_model_state(0)})
+        states.append(
+            {"status": [m.status for m in state.members], "w": state.member_model_state(0)}
+        )
 
     packed = run_pack(spec, configs, threads=1, dtype=torch.float64, on_epoch=record)
     alone_states: list[dict[str, torch.Tensor]] = []
