@@ -30,10 +30,7 @@ die() {
   exit 2
 }
 
-if [ "$#" -lt 1 ] || [ "${1#-}" != "$1" ]; then
-  if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-    PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m studies.offline.figure6 --help
-  fi
+if [ "$#" -lt 1 ]; then
   die "usage: $0 OUTDIR [--epochs N] [--time-budget S] [--archive PATH] (see --help)"
 fi
 command -v "$PYTHON" >/dev/null 2>&1 || die "no $PYTHON on PATH (set PYTHON=...)"

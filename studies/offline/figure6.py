@@ -48,7 +48,8 @@ DEFAULT_TIME_BUDGET = 480.0  # seconds: a 15-minute GPU lease, start-up and tran
 FINISH_RESERVE = 15.0  # seconds kept for writing the files and the last evaluation's slack
 SMOKE_EPOCHS = 2
 REPO = Path(__file__).resolve().parents[2]  # the source tree this runs from
-ARCHIVE_CANDIDATES: tuple[str, ...] = (
+ARCHIVE_CANDIDATES: tuple[str, ...] = (  # relative to the source tree
+    ".carry/cifar10-jpeg75.tar.gz",  # carried to a GPU machine beside the wheels
     "shared/data/cifar10-jpeg75/cifar10-jpeg75.tar.gz",
     "../shared/data/cifar10-jpeg75/cifar10-jpeg75.tar.gz",
     "/work/shared/data/cifar10-jpeg75/cifar10-jpeg75.tar.gz",
@@ -117,15 +118,7 @@ def target_spec(args: argparse.Namespace) -> tuple[StudySpec, int]:
         overrides.setdefault("test_subset", args.subset)
     if overrides:
         spec = apply_overrides(spec, overrides)
-    return with_epochs(spec, args.epochs or spec.epochs, full=spec), spec.epochs
-
-
-def with_epochs(spec: StudySpec, epochs: int, *, full: StudySpec) -> StudySpec:
-    """``spec`` run for ``epochs``, its milestones those of ``full`` scaled to that length."""
-    milestones = budget.scaled_milestones(
-        epochs, full_epochs=full.epochs, full_milestones=full.lr_milestones
-    )
-    return apply_overrides(spec, {"epochs": epochs, "lr_milestones": milestones})
+    return budget.with_epochs(spec, args.epochs or spec.epochs, full=spec), spec.epochs
 
 
 def device_of(choice: str) -> tuple[str, float, str]:
@@ -236,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
                 resultfiles.write_json(out / "parity_failed.json", manifest)
                 return 3
 
-        t0 = time.monotonic()
+        t0 = smoke_started = time.monotonic()
         smoke_epochs = max(1, min(args.smoke_epochs, spec.epochs))
         clock = EpochClock("smoke", smoke_epochs)
         smoke_rows, smoke_state = packing.train_pack(
@@ -246,18 +239,43 @@ def run(args: argparse.Namespace) -> int:
         manifest["smoke"] = {"epochs": smoke_epochs, "epoch_seconds": clock.times}
 
         remaining = args.time_budget - (time.monotonic() - started) - FINISH_RESERVE
-        plan = budget.plan_epochs(
-            target=spec.epochs, epoch_seconds=clock.times[-1], remaining_seconds=remaining
+        choice = budget.choose_run(
+            spec,
+            smoke_epochs=smoke_epochs,
+            epoch_seconds=clock.times[-1],
+            remaining_seconds=remaining,
+            resume_other_specs=packing.packed(),
         )
+        plan, final = choice.plan, choice.spec
         manifest["plan"] = plan.as_dict()
         print(
             f"figure6: {spec.epochs} epochs would take {plan.full_run_seconds:.0f}s at "
-            f"{plan.epoch_seconds:.1f}s each; {remaining:.0f}s left: running {plan.epochs}",
+            f"{plan.epoch_seconds:.1f}s each; {remaining:.0f}s left: running {plan.epochs}"
+            + (f", continuing the smoke's {smoke_epochs}" if choice.resume else ""),
             file=sys.stderr,
         )
+        if plan.shortened:
+            manifest["schedule_note"] = (
+                f"shortened to {plan.epochs} of {spec.epochs} epochs to fit the time budget; "
+                f"lr milestones {spec.lr_milestones} scaled to {final.lr_milestones}"
+            )
         train_started = time.monotonic()
-        if plan.epochs <= smoke_epochs:
-            # No time beyond the smoke: its epochs are the result, with the schedule they had.
+        if choice.resume:  # the smoke's epochs are the run's first ones
+            clock = EpochClock("train", final.epochs - smoke_epochs)
+            got, _ = packing.train_pack(
+                final,
+                configs,
+                epochs=final.epochs,
+                resume_from=smoke_state,
+                on_epoch=clock,
+                **common,
+            )
+            rows = [s + g for s, g in zip(smoke_rows, got, strict=True)]
+            epoch_times = manifest["smoke"]["epoch_seconds"] + clock.times
+            window = smoke_started
+        elif plan.epochs <= smoke_epochs:
+            # No time beyond the smoke, whose schedule is not the shortened one: its epochs
+            # are the result, with the schedule they ran.
             final = apply_overrides(
                 spec,
                 {
@@ -265,27 +283,22 @@ def run(args: argparse.Namespace) -> int:
                     "lr_milestones": [m for m in spec.lr_milestones if m < smoke_epochs],
                 },
             )
-            rows, epoch_times = smoke_rows, clock.times
+            rows, epoch_times, window = smoke_rows, clock.times, smoke_started
             manifest["schedule_note"] = (
-                "the budget allowed no epochs beyond the smoke's; these are the smoke's "
-                "epochs, with the lr schedule they ran (no milestone reached)"
-                if final.epochs < spec.epochs
-                else "the whole run fitted in the smoke"
+                f"the budget allowed no epochs beyond the smoke's: these are the smoke's "
+                f"{smoke_epochs} epochs, with the lr schedule they ran "
+                f"(milestones {final.lr_milestones})"
             )
         else:
-            final = with_epochs(spec, plan.epochs, full=spec) if plan.shortened else spec
-            resume = smoke_state if final == spec else None  # same spec: continue the smoke
-            clock = EpochClock("train", final.epochs - (smoke_epochs if resume else 0))
-            got, _ = packing.train_pack(
-                final, configs, epochs=final.epochs, resume_from=resume, on_epoch=clock, **common
+            window = time.monotonic()
+            clock = EpochClock("train", final.epochs)
+            rows, _ = packing.train_pack(
+                final, configs, epochs=final.epochs, on_epoch=clock, **common
             )
-            rows = (
-                [s + g for s, g in zip(smoke_rows, got, strict=True)] if resume is not None else got
-            )
-            epoch_times = (manifest["smoke"]["epoch_seconds"] if resume else []) + clock.times
-            manifest["resumed_from_smoke"] = resume is not None
+            epoch_times = clock.times
+        manifest["resumed_from_smoke"] = choice.resume
         phases["train"] = time.monotonic() - train_started
-        gpu = sampler.summary(since=train_started)
+        gpu = sampler.summary(since=window)  # the epochs the results hold
 
     manifest["spec"] = final.to_dict()
     manifest["epochs"] = final.epochs

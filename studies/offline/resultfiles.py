@@ -206,7 +206,9 @@ def _history(path: Path, raw: Any, *, status: str, epochs: int) -> dict[str, lis
     return curves
 
 
-def _trial(path: Path, data: Mapping[str, Any], spec: StudySpec) -> TrialRecord:
+def _trial(
+    path: Path, data: Mapping[str, Any], spec: StudySpec, grid: frozenset[str]
+) -> TrialRecord:
     absent = [name for name in (*_TRIAL_FIELDS, "history") if name not in data]
     if absent:
         raise ResultFileError(path, f"lacks the fields {absent}")
@@ -221,7 +223,7 @@ def _trial(path: Path, data: Mapping[str, Any], spec: StudySpec) -> TrialRecord:
         raise ResultFileError(
             path, f"trial_id {data['trial_id']!r} does not name its configuration ({config.key})"
         )
-    if config not in spec.trial_configs():
+    if config.key not in grid:
         raise ResultFileError(path, f"{config.key} is not a configuration of the spec's grid")
     seconds = data.get("train_seconds")
     if seconds is not None and not isinstance(seconds, int | float):
@@ -250,6 +252,7 @@ def load_outdir(out_dir: str | os.PathLike[str]) -> OfflineRun:
     if not files:
         raise ResultFileError(trials_dir, "holds no trial files (*.json)")
     spec: StudySpec | None = None
+    grid: frozenset[str] = frozenset()
     spec_file = files[0]
     run_ids: set[str] = set()
     by_id: dict[str, tuple[Path, TrialRecord]] = {}
@@ -260,10 +263,11 @@ def load_outdir(out_dir: str | os.PathLike[str]) -> OfflineRun:
         this = _spec_of(path, data)
         if spec is None:
             spec = this
+            grid = frozenset(c.key for c in spec.trial_configs())
         elif this != spec:
             diff = _first_difference(spec.to_dict(), this.to_dict())
             raise ResultFileError(path, f"its spec differs from {spec_file.name}'s ({diff})")
-        record = _trial(path, data, spec)
+        record = _trial(path, data, spec, grid)
         if record.trial_id in by_id:
             raise ResultFileError(
                 path, f"{record.trial_id} again (also in {by_id[record.trial_id][0].name})"

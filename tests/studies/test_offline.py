@@ -19,11 +19,13 @@ from studies import tracking
 from studies.cli import main
 from studies.errors import TrackingError
 from studies.importer import import_outdir
-from studies.offline import budget, resultfiles
+from studies.offline import budget, packing, resultfiles
 from studies.offline import figure6 as offline_figure6
 from studies.offline.resultfiles import ResultFileError, load_outdir
+from studies.presets import get_preset
 from studies.report import load_summary
 from studies.resultdoc import expected_max, record_name
+from studies.spec import StudySpec
 
 SPEC = {
     "name": "offline-digits",
@@ -56,6 +58,34 @@ def test_the_whole_run_when_it_fits_else_as_many_epochs_as_fit() -> None:
     short = budget.plan_epochs(target=164, epoch_seconds=10.0, remaining_seconds=400.0)
     assert (short.epochs, short.shortened) == (38, True)  # 400 / (10 * 1.05)
     assert budget.plan_epochs(target=164, epoch_seconds=10.0, remaining_seconds=-5).epochs == 1
+    after_smoke = budget.plan_epochs(target=164, epoch_seconds=10.0, remaining_seconds=400, done=2)
+    assert (after_smoke.epochs, after_smoke.done) == (40, 2)
+
+
+FIGURE6 = get_preset("figure6")
+
+
+def test_a_shortened_run_continues_the_smoke_when_their_schedules_agree() -> None:
+    choice = budget.choose_run(
+        FIGURE6, smoke_epochs=2, epoch_seconds=10.0, remaining_seconds=400, resume_other_specs=True
+    )
+    # 38 more epochs fit after the smoke's 2; milestones 81/164 and 122/164 of 40: 20 and 30,
+    # past the smoke's epochs, so its two epochs are the run's first two
+    assert choice.resume and choice.spec.epochs == 40 and choice.spec.lr_milestones == [20, 30]
+    # without a pack (one trial at a time) a different spec starts again: 38 epochs
+    alone = budget.choose_run(
+        FIGURE6, smoke_epochs=2, epoch_seconds=10.0, remaining_seconds=400, resume_other_specs=False
+    )
+    assert not alone.resume and alone.spec.epochs == 38 and alone.spec.lr_milestones == [19, 28]
+    # 3 epochs would decay at epoch 1, inside the smoke: from scratch, and only 1 fits
+    tight = budget.choose_run(
+        FIGURE6, smoke_epochs=2, epoch_seconds=10.0, remaining_seconds=15, resume_other_specs=True
+    )
+    assert not tight.resume and tight.plan.epochs == 1
+    whole = budget.choose_run(
+        FIGURE6, smoke_epochs=2, epoch_seconds=1.0, remaining_seconds=400, resume_other_specs=False
+    )
+    assert whole.resume and whole.spec == FIGURE6
 
 
 # --- a real offline run ---------------------------------------------------------------------
@@ -268,3 +298,22 @@ def test_expected_max_is_exact() -> None:
     pairs = [max(a, b) for i, a in enumerate(values) for b in values[i + 1 :]]
     assert expected_max(values) == pytest.approx([80.0, sum(pairs) / 3, 90.0])
     assert math.isclose(expected_max([5.0])[0], 5.0)
+
+
+def test_a_pack_continued_into_a_shortened_schedule_is_that_schedule_from_scratch() -> None:
+    # What choose_run(resume_other_specs=True) relies on: a pack's state holds no schedule, so
+    # the smoke's first epochs continue into the shortened spec exactly.
+    long = StudySpec.parse(SPEC | {"epochs": 20, "lr_milestones": [10, 15], "seeds": [0]})
+    short = budget.with_epochs(long, 6, full=long)
+    assert short.lr_milestones == [3, 4] and budget.same_schedule(long, short, 2)
+    configs = long.trial_configs()
+    kwargs: dict[str, Any] = {"data_dir": None, "gpus": 0.0, "threads": 1}
+    smoke, state = packing.train_pack(long, configs, epochs=2, **kwargs)
+    rest, _ = packing.train_pack(short, configs, epochs=6, resume_from=state, **kwargs)
+    fresh, _ = packing.train_pack(short, configs, epochs=6, **kwargs)
+    assert packing.packed()
+    for first, then, alone in zip(smoke, rest, fresh, strict=True):
+        continued = first + then
+        assert [r["epoch"] for r in continued] == [1, 2, 3, 4, 5, 6]
+        for name in ("train_loss", "test_acc", "lr"):
+            assert [r[name] for r in continued] == pytest.approx([r[name] for r in alone])
