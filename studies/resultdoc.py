@@ -20,7 +20,7 @@ from typing import Any
 
 from studies.offline.resultfiles import OfflineRun
 from studies.results import StudyRecord
-from studies.summary import OptimizerSummary, StudySummary, format_lr
+from studies.summary import OptimizerSummary, StudySummary, format_lr, optimizer_label
 
 #: Liu et al. 2019, Table 2: CIFAR-10 test accuracy (%) at each optimizer's best lr, ResNet-20,
 #: 164 epochs. The paper's "Adam" on CIFAR is AdamW (decoupled decay), hence the key.
@@ -57,6 +57,10 @@ def _expected_max_of(summary: StudySummary, opt: OptimizerSummary) -> list[float
         return [float(x) for x in given]
     cells = [c.final_acc_mean_pct for c in summary.cells_of(opt.optimizer)]
     return expected_max([c for c in cells if c is not None])
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _pct(value: float | None, digits: int = 2) -> str:
@@ -116,11 +120,17 @@ def render(
         f"augmentation {'on' if spec.augment else 'off'}, seeds {spec.seeds}",
     ]
     if plan:
+        continued = (
+            f" (the smoke's {(m.get('smoke') or {}).get('epochs')} among them)"
+            if m.get("resumed_from_smoke")
+            else ""
+        )
         lines.append(
             f"- Budget: one epoch of the whole pack took {plan.get('epoch_seconds', 0):.1f} s, so "
             f"{plan.get('target_epochs')} epochs would take about "
-            f"{plan.get('full_run_seconds_estimate', 0) / 60:.0f} min; "
-            f"{plan.get('remaining_seconds', 0):.0f} s were left: {plan.get('epochs')} epochs ran"
+            f"{_duration(plan.get('full_run_seconds_estimate', 0))}; "
+            f"{plan.get('remaining_seconds', 0):.0f} s were left: {spec.epochs} epochs ran"
+            f"{continued}"
         )
     if m.get("schedule_note"):
         lines.append(f"- Note: {m['schedule_note']}")
@@ -161,8 +171,9 @@ def render(
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {c.a} vs {c.b} | {c.diff_pct:+.2f} | {_ci(c.diff_ci_pct)} | "
-        f"{c.less_sensitive or 'cannot tell'} |"
+        f"| {optimizer_label(c.a)} vs {optimizer_label(c.b)} | {c.diff_pct:+.2f} "
+        f"| {_ci(c.diff_ci_pct)} | "
+        f"{optimizer_label(c.less_sensitive) if c.less_sensitive else 'cannot tell'} |"
         for c in summary.comparisons
     ]
     lines += ["", f"Verdict: {summary.verdict}", ""]
