@@ -98,6 +98,14 @@ def with_epochs(spec: StudySpec, epochs: int, *, full: StudySpec) -> StudySpec:
     return apply_overrides(spec, {"epochs": epochs, "lr_milestones": milestones})
 
 
+def truncate(spec: StudySpec, epochs: int) -> StudySpec:
+    """What the first ``epochs`` epochs of ``spec`` trained: that many epochs, with the
+    milestones reached by then (the same lr at every step)."""
+    return apply_overrides(
+        spec, {"epochs": epochs, "lr_milestones": [m for m in spec.lr_milestones if m < epochs]}
+    )
+
+
 def same_schedule(a: StudySpec, b: StudySpec, epochs: int) -> bool:
     """Whether ``a`` and ``b`` decay the lr alike over their first ``epochs`` epochs (milestone
     m applies from 0-based epoch m on, as ``radam.schedules.step_decay``)."""

@@ -47,6 +47,7 @@ from studies.spec import StudySpec
 DEFAULT_TIME_BUDGET = 480.0  # seconds: a 15-minute GPU lease, start-up and transfers left out
 FINISH_RESERVE = 15.0  # seconds kept for writing the files and the last evaluation's slack
 SMOKE_EPOCHS = 2
+DEADLINE_SLACK = 5.0  # seconds before the budget's end by which the last epoch must be done
 REPO = Path(__file__).resolve().parents[2]  # the source tree this runs from
 ARCHIVE_CANDIDATES: tuple[str, ...] = (  # relative to the source tree
     ".carry/cifar10-jpeg75.tar.gz",  # carried to a GPU machine beside the wheels
@@ -139,18 +140,31 @@ def device_slug(description: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "device"
 
 
-class EpochClock:
-    """Wall time of each epoch of a pack run, and a progress line per epoch."""
+class OutOfTime(Exception):
+    """Raised from the per-epoch hook when the next epoch would end past the deadline."""
 
-    def __init__(self, label: str, epochs: int) -> None:
-        self.label, self.epochs = label, epochs
+
+class EpochClock:
+    """Wall time of each epoch of a pack run, each member's rows so far, a progress line per
+    epoch; with a ``deadline`` (``time.monotonic()``), ``OutOfTime`` when another epoch as
+    long as the last would end after it (epochs slower than the smoke's: the rows so far are
+    kept, the run stops, the results say so)."""
+
+    def __init__(
+        self, label: str, epochs: int, *, members: int = 0, deadline: float | None = None
+    ) -> None:
+        self.label, self.epochs, self.deadline = label, epochs, deadline
         self.times: list[float] = []
+        self.rows: list[list[dict[str, Any]]] = [[] for _ in range(members)]
         self.last = time.perf_counter()
 
     def __call__(self, rows: list[dict[str, Any] | None]) -> None:
         now = time.perf_counter()
         self.times.append(now - self.last)
         self.last = now
+        for kept, row in zip(self.rows, rows, strict=False):
+            if row is not None:
+                kept.append(row)
         live = [r for r in rows if r is not None]
         accs = [r["test_acc"] for r in live if r["test_acc"] == r["test_acc"]]  # not NaN
         best = f"best {100 * max(accs):.2f}%" if accs else "best -"
@@ -161,6 +175,12 @@ class EpochClock:
             file=sys.stderr,
             flush=True,
         )
+        if (
+            self.deadline is not None
+            and len(self.times) < self.epochs
+            and time.monotonic() + self.times[-1] > self.deadline
+        ):
+            raise OutOfTime(f"{self.label}: out of time after epoch {len(self.times)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -236,13 +256,14 @@ def run(args: argparse.Namespace) -> int:
             spec, configs, epochs=smoke_epochs, on_epoch=clock, **common
         )
         phases["smoke"] = time.monotonic() - t0
-        manifest["smoke"] = {"epochs": smoke_epochs, "epoch_seconds": clock.times}
+        clock_smoke_times = list(clock.times)
+        manifest["smoke"] = {"epochs": smoke_epochs, "epoch_seconds": clock_smoke_times}
 
         remaining = args.time_budget - (time.monotonic() - started) - FINISH_RESERVE
         choice = budget.choose_run(
             spec,
             smoke_epochs=smoke_epochs,
-            epoch_seconds=clock.times[-1],
+            epoch_seconds=clock_smoke_times[-1],
             remaining_seconds=remaining,
             resume_other_specs=packing.packed(),
         )
@@ -260,42 +281,44 @@ def run(args: argparse.Namespace) -> int:
                 f"lr milestones {spec.lr_milestones} scaled to {final.lr_milestones}"
             )
         train_started = time.monotonic()
-        if choice.resume:  # the smoke's epochs are the run's first ones
-            clock = EpochClock("train", final.epochs - smoke_epochs)
-            got, _ = packing.train_pack(
-                final,
-                configs,
-                epochs=final.epochs,
-                resume_from=smoke_state,
-                on_epoch=clock,
-                **common,
+        deadline = started + args.time_budget - DEADLINE_SLACK
+        if choice.resume or plan.epochs > smoke_epochs:
+            done = smoke_epochs if choice.resume else 0
+            window = smoke_started if choice.resume else time.monotonic()
+            clock = EpochClock(
+                "train", final.epochs - done, members=len(configs), deadline=deadline
             )
-            rows = [s + g for s, g in zip(smoke_rows, got, strict=True)]
-            epoch_times = manifest["smoke"]["epoch_seconds"] + clock.times
-            window = smoke_started
-        elif plan.epochs <= smoke_epochs:
+            try:
+                packing.train_pack(
+                    final,
+                    configs,
+                    epochs=final.epochs,
+                    resume_from=smoke_state if choice.resume else None,
+                    on_epoch=clock,
+                    **common,
+                )
+            except OutOfTime:
+                ran = done + len(clock.times)
+                manifest["stopped_early"] = True
+                manifest["schedule_note"] = (
+                    f"stopped after epoch {ran} of the {final.epochs} planned: the epochs ran "
+                    f"slower than the smoke's; the spec records the {ran} epochs with the lr "
+                    f"schedule they had"
+                )
+                final = budget.truncate(final, ran)
+            prior = smoke_rows if choice.resume else [[] for _ in configs]
+            rows = [p + r for p, r in zip(prior, clock.rows, strict=True)]
+            epoch_times = (clock_smoke_times if choice.resume else []) + clock.times
+        else:
             # No time beyond the smoke, whose schedule is not the shortened one: its epochs
             # are the result, with the schedule they ran.
-            final = apply_overrides(
-                spec,
-                {
-                    "epochs": smoke_epochs,
-                    "lr_milestones": [m for m in spec.lr_milestones if m < smoke_epochs],
-                },
-            )
-            rows, epoch_times, window = smoke_rows, clock.times, smoke_started
+            final = budget.truncate(spec, smoke_epochs)
+            rows, epoch_times, window = smoke_rows, clock_smoke_times, smoke_started
             manifest["schedule_note"] = (
                 f"the budget allowed no epochs beyond the smoke's: these are the smoke's "
                 f"{smoke_epochs} epochs, with the lr schedule they ran "
                 f"(milestones {final.lr_milestones})"
             )
-        else:
-            window = time.monotonic()
-            clock = EpochClock("train", final.epochs)
-            rows, _ = packing.train_pack(
-                final, configs, epochs=final.epochs, on_epoch=clock, **common
-            )
-            epoch_times = clock.times
         manifest["resumed_from_smoke"] = choice.resume
         phases["train"] = time.monotonic() - train_started
         gpu = sampler.summary(since=window)  # the epochs the results hold

@@ -317,3 +317,38 @@ def test_a_pack_continued_into_a_shortened_schedule_is_that_schedule_from_scratc
         assert [r["epoch"] for r in continued] == [1, 2, 3, 4, 5, 6]
         for name in ("train_loss", "test_acc", "lr"):
             assert [r[name] for r in continued] == pytest.approx([r[name] for r in alone])
+
+
+def test_epochs_slower_than_planned_stop_the_run_with_what_it_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(SPEC))
+    real = budget.choose_run
+
+    def optimistic(spec: StudySpec, **kwargs: Any) -> budget.RunChoice:
+        # as if the smoke had been fast: plan the whole run (from scratch) whatever the budget
+        fast = {"epoch_seconds": 1e-3, "remaining_seconds": 1e3, "resume_other_specs": False}
+        whole = real(spec, **kwargs | fast)
+        return budget.RunChoice(whole.plan, spec, resume=False)
+
+    monkeypatch.setattr(budget, "choose_run", optimistic)
+    args = [str(tmp_path / "out"), "--preset", str(spec_file), "--threads", "1", "--device", "cpu"]
+    assert offline_figure6.main([*args, "--time-budget", "0"]) == 0
+    run = load_outdir(tmp_path / "out")  # whole and importable: the epochs that ran
+    assert (
+        run.run["stopped_early"] is True
+        and "stopped after epoch 1 of the 4" in run.run["schedule_note"]
+    )
+    assert run.spec.epochs == 1 and run.spec.lr_milestones == []
+    assert all(t.epochs_done == 1 and t.status == "finished" for t in run.trials)
+
+
+def test_the_clock_keeps_the_rows_and_raises_past_its_deadline() -> None:
+    clock = offline_figure6.EpochClock("train", 3, members=2, deadline=0.0)
+    row = {"test_acc": 0.5, "diverged": False}
+    with pytest.raises(offline_figure6.OutOfTime):
+        clock([row, None])
+    assert clock.rows == [[row], []] and len(clock.times) == 1
+    last = offline_figure6.EpochClock("train", 1, members=1, deadline=0.0)
+    last([row])  # the last planned epoch: nothing left to stop
