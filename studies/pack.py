@@ -111,6 +111,8 @@ class PackState:
     epoch: int = 0
     step: int = 0  # optimizer updates so far (LambdaLR's count)
     frozen_buffers: dict[int, dict[str, Tensor]] = dataclasses.field(default_factory=dict)
+    chunk: int | None = None  # members per forward/backward pass; None: all at once
+    chunk_settled: bool = False  # a step went through with this chunk (no more back-off)
 
     @property
     def size(self) -> int:
@@ -274,6 +276,7 @@ def run_pack(
     on_epoch: OnPackEpoch | None = None,
     epochs: int | None = None,  # stop after this epoch (default: spec.epochs)
     dtype: torch.dtype | None = None,  # parameters and images; None: float32
+    chunk: int | None = None,  # members per pass; None: all, halved on out-of-memory
 ) -> list[list[dict[str, Any]]]:
     """Train the pack ``configs`` of ``spec``; return, per member in ``configs`` order, the
     per-epoch metrics (``EPOCH_KEYS``) of the epochs run here (after ``resume_from``'s)."""
@@ -284,6 +287,7 @@ def run_pack(
     state = build_pack(spec, configs, ds, device=device, dtype=dtype)
     if resume_from is not None:
         state.load_state_dict(resume_from)
+    state.chunk = chunk
     node = node_name()
     check_every = 1 if device.type == "cpu" else DIVERGENCE_CHECK_EVERY
     last = epochs or spec.epochs
@@ -355,7 +359,6 @@ def _train_epoch(
         batches(ds, batch_size=spec.batch_size, generator=state.generators[k]) for k in trained
     ]
     state.base.train()
-    step_loss = vmap(_member_loss(state.base), randomness="different")
     steps = 0
     for drawn in zip(*streams, strict=True):
         # A stopped member's slot takes the first trained member's batch: its output is
@@ -365,10 +368,7 @@ def _train_epoch(
         ys = torch.stack([batch.get(k, drawn[0])[1] for k in range(size)])
         active = state.running()
         lrs = [state.members[k].config.lr * state.schedules[k](state.step) for k in range(size)]
-        with autocast_for(device):
-            losses = step_loss(state.params, state.buffers, xs, ys)
-        state.optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()  # type: ignore[no-untyped-call]
+        losses = _gradients(state, xs, ys, device=device)
         state.optimizer.step(lrs)
         state.restore_frozen()
         state.step += 1
@@ -397,15 +397,49 @@ def _train_epoch(
     return train_loss, last_lr, diverged
 
 
+def _gradients(state: PackState, xs: Tensor, ys: Tensor, *, device: torch.device) -> Tensor:
+    """Every member's loss on its batch ([K]) and its gradients in the stacked leaves' grads,
+    ``state.chunk`` members per forward/backward pass. The members are independent, so a
+    chunk's backward fills only its members' slices (and adds exact zeros elsewhere): the
+    gradients do not depend on the chunking. Until a step has gone through (``chunk_settled``)
+    an out-of-memory error halves the chunk and the step is tried again, from the
+    BatchNorm statistics it started with: the back-off that finds how many members fit."""
+    snapshot = None if state.chunk_settled else {n: b.clone() for n, b in state.buffers.items()}
+    step_loss = vmap(_member_loss(state.base), randomness="different")
+    while True:
+        state.optimizer.zero_grad(set_to_none=True)
+        chunk = state.chunk or state.size
+        try:
+            parts: list[Tensor] = []
+            for a in range(0, state.size, chunk):
+                b = min(state.size, a + chunk)
+                params = {n: t[a:b] for n, t in state.params.items()}
+                buffers = {n: t[a:b] for n, t in state.buffers.items()}  # views: updated in place
+                with autocast_for(device):
+                    losses = step_loss(params, buffers, xs[a:b], ys[a:b])
+                losses.sum().backward()  # type: ignore[no-untyped-call]
+                parts.append(losses.detach())
+        except torch.OutOfMemoryError:
+            if snapshot is None or chunk == 1:
+                raise
+            state.chunk = chunk // 2
+            parts = []
+            with torch.no_grad():
+                for name, saved in snapshot.items():
+                    state.buffers[name].copy_(saved)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        state.chunk_settled = True
+        return torch.cat(parts)
+
+
 def _evaluate(
     state: PackState, members: list[int], ds: Dataset, *, device: torch.device
 ) -> dict[int, tuple[float, float]]:
     """(mean cross-entropy, accuracy) on the whole test set for each of ``members``."""
     if not members:
         return {}
-    index = torch.tensor(members, device=device)
-    params = {n: p.detach().index_select(0, index) for n, p in state.params.items()}
-    buffers = {n: b.index_select(0, index) for n, b in state.buffers.items()}
     state.base.eval()
 
     def scores(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
@@ -416,9 +450,14 @@ def _evaluate(
 
     per_batch = vmap(scores, in_dims=(0, 0, None, None))
     totals = torch.zeros((len(members), 2), device=device, dtype=torch.float64)
+    chunk = state.chunk or state.size
     with torch.inference_mode(), autocast_for(device):
-        for x, y in batches(ds, batch_size=EVAL_BATCH_SIZE, train=False):
-            totals += per_batch(params, buffers, x, y)
+        for a in range(0, len(members), chunk):
+            index = torch.tensor(members[a : a + chunk], device=device)
+            params = {n: p.detach().index_select(0, index) for n, p in state.params.items()}
+            buffers = {n: b.index_select(0, index) for n, b in state.buffers.items()}
+            for x, y in batches(ds, batch_size=EVAL_BATCH_SIZE, train=False):
+                totals[a : a + chunk] += per_batch(params, buffers, x, y)
     state.base.train()
     n = ds.num_test
     out = totals.tolist()
@@ -491,9 +530,14 @@ def plan_packs(configs: Sequence[TrialConfig], pack_size: int) -> list[list[Tria
 
 def auto_pack_size(pending: int, *, slots: int, gpu: bool) -> int:
     """``pack_size: auto``: the pending configurations spread evenly over the ``slots`` trials
-    the cluster runs at once (so each slot trains one pack: per-trial overhead paid once per
-    slot), at most ``AUTO_PACK_MAX_GPU`` members on a GPU and ``AUTO_PACK_MAX_CPU`` on CPUs."""
+    the cluster runs at once, in as few rounds as the cap allows (``AUTO_PACK_MAX_GPU``
+    members on a GPU, where ``run_pack`` then halves the members per pass until they fit in
+    memory; ``AUTO_PACK_MAX_CPU`` on CPUs): per-trial costs are paid once per pack, and no
+    slot idles while another trains a last, lone pack (36 on 2 slots: 2 packs of 18 on a
+    GPU, 4 of 9 on CPUs)."""
     if pending < 1:
         return 1
+    slots = max(1, slots)
     cap = AUTO_PACK_MAX_GPU if gpu else AUTO_PACK_MAX_CPU
-    return max(1, min(cap, math.ceil(pending / max(1, slots))))
+    packs = slots * math.ceil(pending / (slots * cap))
+    return max(1, math.ceil(pending / packs))

@@ -81,6 +81,7 @@ _RAW_PRESETS: dict[str, dict[str, Any]] = {
         "test_subset": 5000,  # first 5,000 of the 10,000 test images
         "weight_decay": 1e-4,
         "resources_per_trial": {"cpu": 1, "gpu": 0},
+        "pack_size": "auto",  # the configurations in one pack per core (studies.pack)
     },
 }
 

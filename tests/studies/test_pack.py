@@ -161,3 +161,61 @@ def test_a_resumed_pack_continues_every_members_curve(tmp_path: Any) -> None:
             assert [m[name] for m in first[k] + rest[k]] == [m[name] for m in whole[k]]
     with pytest.raises(ValueError, match="holds"):
         run_pack(spec, configs[::-1], threads=1, resume_from=PackState.read(tmp_path))
+
+
+def test_members_in_chunks_and_an_out_of_memory_back_off_give_the_same_curves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The GPU is outside the thing under test: a pass over more than 2 members raises the
+    # out-of-memory error a full device would, and the pack must settle on chunks of 2.
+    import studies.pack as pack
+
+    spec = _spec(model="resnet20", train_subset=64, test_subset=50, batch_size=32)
+    whole = run_pack(spec, CONFIGS, threads=1, dtype=torch.float64)
+    chunked = run_pack(spec, CONFIGS, threads=1, dtype=torch.float64, chunk=3)
+    passes: list[int] = []
+    real_vmap = pack.vmap
+
+    def vmap_with_memory(fn: Any, **kwargs: Any) -> Any:
+        batched = real_vmap(fn, **kwargs)
+        if "randomness" not in kwargs:  # evaluation: one test batch for every member
+            return batched
+
+        def call(params: Any, buffers: Any, x: Any, y: Any) -> Any:
+            passes.append(int(x.shape[0]))
+            if x.shape[0] > 2:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return batched(params, buffers, x, y)
+
+        return call
+
+    monkeypatch.setattr(pack, "vmap", vmap_with_memory)
+    sizes: list[int | None] = []
+    backed_off = run_pack(
+        spec,
+        CONFIGS,
+        threads=1,
+        dtype=torch.float64,
+        on_epoch=lambda rows, st: sizes.append(st.chunk),
+    )
+    assert passes[:3] == [4, 2, 2] and set(passes[3:]) == {2}  # 4 failed, then 2 and 2
+    assert sizes == [2, 2]
+    for k in range(len(CONFIGS)):
+        _assert_same_curves(chunked[k], whole[k], rel=1e-9)
+        _assert_same_curves(backed_off[k], whole[k], rel=1e-9)
+
+
+def test_packs_are_even_and_auto_fills_every_slot_within_the_cap() -> None:
+    from studies.pack import auto_pack_size, plan_packs
+
+    configs = _spec(seeds=[0, 1, 2]).trial_configs()  # 4 optimizers x 2 lrs x 3 seeds + warmups
+    packs = plan_packs(configs, 5)
+    assert [c for p in packs for c in p] == configs  # all of them, once, in grid order
+    assert max(len(p) for p in packs) <= 5 and max(map(len, packs)) - min(map(len, packs)) <= 1
+    assert plan_packs(configs[:3], 1) == [[c] for c in configs[:3]]
+    assert auto_pack_size(36, slots=2, gpu=False) == 9  # 4 packs: two rounds on 2 slots
+    assert auto_pack_size(36, slots=2, gpu=True) == 18  # one pack per slot
+    assert auto_pack_size(24, slots=2, gpu=False) == 12
+    assert auto_pack_size(3, slots=4, gpu=False) == 1
+    with pytest.raises(ValueError, match="pack_size"):
+        plan_packs(configs, 0)
