@@ -3,12 +3,13 @@
 Each member trains its own small conv net (a 3x3 convolution, a tanh, a linear layer) on its
 own fixed data; the pack's gradients come from autograd through the stacked leaves, the
 reference's from the member's own tensors, so an error in one step shows in all later ones.
-Comparisons run in float64 over 300 steps with warmup and step decay, and require 1e-10
+Comparisons run in float64 over 200 steps with warmup and step decay, and require 1e-10
 relative agreement per member.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,13 +20,13 @@ import torch
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
-from radam.packed import MemberHparams, PackedOptimizer
+from radam.packed import Impl, MemberHparams, PackedOptimizer
 from radam.schedules import lr_lambda
 
-STEPS = 300
+STEPS = 200
 REL_TOL = 1e-10
-STEPS_PER_EPOCH = 50
-MILESTONES = (3, 5)  # lr x0.1 at steps 150 and 250
+STEPS_PER_EPOCH = 40
+MILESTONES = (3, 4)  # lr x0.1 at steps 120 and 160
 
 torch.set_num_threads(1)
 
@@ -85,13 +86,14 @@ class Run:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@functools.cache
 def _reference(
-    members: Sequence[Member],
+    members: tuple[Member, ...],
     *,
     steps: int = STEPS,
     dtype: torch.dtype = torch.float64,
     no_grad: NoGrad = _no_grad_never,
-    stop: Sequence[int | None] | None = None,
+    stop: tuple[int | None, ...] | None = None,
 ) -> Run:
     """Each member on its own: make_optimizer + LambdaLR; member k stops after stop[k] steps."""
     out, start = [], []
@@ -150,9 +152,10 @@ def _packed(
     dtype: torch.dtype = torch.float64,
     no_grad: NoGrad = _no_grad_never,
     freeze_at: dict[int, int] | None = None,
+    impl: Impl = "auto",
 ) -> tuple[Run, PackedOptimizer]:
     stacked = _stacked(len(members), dtype)
-    opt = PackedOptimizer(stacked, [m.hp for m in members])
+    opt = PackedOptimizer(stacked, [m.hp for m in members], impl=impl)
     start = _flat(stacked)
     _packed_steps(
         opt, stacked, members, range(steps), dtype=dtype, no_grad=no_grad, freeze_at=freeze_at
@@ -175,6 +178,15 @@ def _assert_matches(out: Run, ref: Run, *, tol: float = REL_TOL, moved: bool = T
         assert _rel(o, r) < tol, f"member {k}: {_rel(o, r):.3g}"
         if moved:  # agreement is not agreement on doing nothing
             assert _rel(o, out.start[k]) > 0.05, f"member {k} hardly moved"
+
+
+IMPLS = ["fused", "foreach", "members"]
+
+
+@pytest.fixture(params=IMPLS)
+def impl(request: pytest.FixtureRequest) -> Impl:
+    value: Impl = request.param
+    return value
 
 
 def _hp(name: str, lr: float, **kw: Any) -> MemberHparams:
@@ -216,18 +228,18 @@ MIXED: list[Member] = [
 
 
 @pytest.mark.parametrize("kind", list(KIND_PACKS))
-def test_each_kind_matches_its_unpacked_optimizers(kind: str) -> None:
+def test_each_kind_matches_its_unpacked_optimizers(kind: str, impl: Impl) -> None:
     members = KIND_PACKS[kind]
-    out, _ = _packed(members)
-    _assert_matches(out, _reference(members))
+    out, _ = _packed(members, impl=impl)
+    _assert_matches(out, _reference(tuple(members)))
 
 
-def test_a_mixed_pack_matches_its_unpacked_optimizers() -> None:
-    out, _ = _packed(MIXED)
-    _assert_matches(out, _reference(MIXED))
+def test_a_mixed_pack_matches_its_unpacked_optimizers(impl: Impl) -> None:
+    out, _ = _packed(MIXED, impl=impl)
+    _assert_matches(out, _reference(tuple(MIXED)))
 
 
-def test_frozen_members_stay_put_and_the_others_are_unaffected() -> None:
+def test_frozen_members_stay_put_and_the_others_are_unaffected(impl: Impl) -> None:
     # Member 4 (RAdam) freezes at step 3, before its rectification starts at step 6, while
     # member 0 (RAdam, started together) goes on into rectified steps; member 2 (SGD)
     # freezes at step 120.
@@ -235,7 +247,7 @@ def test_frozen_members_stay_put_and_the_others_are_unaffected() -> None:
     steps_before = {k: at for k, at in freeze_at.items()}
 
     stacked = _stacked(len(MIXED), torch.float64)
-    opt = PackedOptimizer(stacked, [m.hp for m in MIXED])
+    opt = PackedOptimizer(stacked, [m.hp for m in MIXED], impl=impl)
     snapshots: dict[int, tuple[torch.Tensor, dict[str, Any]]] = {}
     schedules_range = range(STEPS)
     for step in schedules_range:
@@ -245,7 +257,7 @@ def test_frozen_members_stay_put_and_the_others_are_unaffected() -> None:
                 snapshots[k] = (_flat(stacked)[k], _clone(opt.state_dict()["members"][k]))
         _packed_steps(opt, stacked, MIXED, range(step, step + 1))
     assert opt.active.tolist() == [True, True, False, True, False, True]
-    ref = _reference(MIXED, stop=[steps_before.get(k) for k in range(len(MIXED))])
+    ref = _reference(tuple(MIXED), stop=tuple(steps_before.get(k) for k in range(len(MIXED))))
     out = Run(_flat(stacked), ref.start)
     for k in range(len(MIXED)):
         assert _rel(out.params[k], ref.params[k]) < REL_TOL, k
@@ -276,7 +288,7 @@ def _assert_same_state(a: Any, b: Any) -> None:
         assert a == b
 
 
-def test_none_and_zero_gradients_are_handled_as_torch_does() -> None:
+def test_none_and_zero_gradients_are_handled_as_torch_does(impl: Impl) -> None:
     # Tensor 1 (conv bias) has no gradient every third step, so its step count lags the
     # others' (RAdam's r_t and Adam's bias corrections differ between tensors); tensor 3
     # gets an all-zero gradient every fifth step (a step all the same: moments decay).
@@ -286,9 +298,9 @@ def test_none_and_zero_gradients_are_handled_as_torch_does() -> None:
         return j == 1 and step % 3 == 1
 
     members = MIXED
-    ref = _reference(members, no_grad=no_grad)
+    ref = _reference(tuple(members), no_grad=no_grad)
     stacked = _stacked(len(members), torch.float64)
-    opt = PackedOptimizer(stacked, [m.hp for m in members])
+    opt = PackedOptimizer(stacked, [m.hp for m in members], impl=impl)
     start = _flat(stacked)
     schedules = [m.schedule() for m in members]
     for step in range(STEPS):
@@ -319,7 +331,7 @@ def test_none_and_zero_gradients_are_handled_as_torch_does() -> None:
         return outs
 
     stacked = _stacked(len(members), torch.float64)
-    opt = PackedOptimizer(stacked, [m.hp for m in members])
+    opt = PackedOptimizer(stacked, [m.hp for m in members], impl=impl)
     for step in range(100):
         opt.zero_grad(set_to_none=False)
         loss = sum(_loss([p[k] for p in stacked], k, torch.float64) for k in range(len(members)))
@@ -332,22 +344,39 @@ def test_none_and_zero_gradients_are_handled_as_torch_does() -> None:
         assert _rel(o, r) < REL_TOL, k
 
 
-def test_a_resumed_pack_equals_the_uninterrupted_one_and_members_unpack() -> None:
+@pytest.mark.parametrize(
+    ("impl", "impl2"),
+    [
+        ("fused", "fused"),
+        ("foreach", "foreach"),
+        ("members", "members"),
+        ("members", "fused"),
+        ("fused", "foreach"),
+        ("foreach", "members"),
+    ],
+)
+def test_a_resumed_pack_equals_the_uninterrupted_one_and_members_unpack(
+    impl: Impl, impl2: Impl
+) -> None:
+    # Saved by one impl, resumed by either: the state dict is the same.
     members = MIXED
-    full, _ = _packed(members, freeze_at={2: 50})
+    full, _ = _packed(members, freeze_at={2: 50}, impl=impl2)
 
     stacked = _stacked(len(members), torch.float64)
-    opt = PackedOptimizer(stacked, [m.hp for m in members])
+    opt = PackedOptimizer(stacked, [m.hp for m in members], impl=impl)
     _packed_steps(opt, stacked, members, range(120), freeze_at={2: 50})
     saved = _clone({"opt": opt.state_dict(), "params": [p.detach() for p in stacked]})
 
     resumed = [p.clone().requires_grad_() for p in saved["params"]]
-    opt2 = PackedOptimizer(resumed, [m.hp for m in members])
+    opt2 = PackedOptimizer(resumed, [m.hp for m in members], impl=impl2)
     opt2.load_state_dict(_clone(saved["opt"]))  # torch's load_state_dict keeps the tensors
     assert opt2.active.tolist() == opt.active.tolist()
     _packed_steps(opt2, resumed, members, range(120, STEPS))
     for k, (o, r) in enumerate(zip(_flat(resumed), full.params, strict=True)):
-        assert torch.equal(o, r), f"member {k} differs after resume"
+        if impl == impl2:
+            assert torch.equal(o, r), f"member {k} differs after resume"
+        else:  # the first 120 steps ran on the other impl
+            assert _rel(o, r) < REL_TOL, f"member {k} differs after resume"
 
     # A member's state is its unpacked optimizer's: member 0 goes on alone from step 120.
     k = 0
@@ -398,3 +427,56 @@ def test_bad_arguments_raise_value_errors_naming_the_field() -> None:
         opt.freeze(2)
     opt.freeze(1)
     opt.step([0.1, -0.1])  # a frozen member's lr is not looked at
+
+
+def test_float32_agreement_with_the_unpacked_optimizers() -> None:
+    # The fused impl runs the unpacked optimizers' own kernels on the members' views: bit
+    # for bit the same in float32. The foreach impl rounds differently (the lr enters as a
+    # tensor, the update in separate operations): within 1e-5 relative after 200 steps
+    # (measured: at most 4.4e-7 on this problem, torch 2.14.1, CPU).
+    ref = _reference(tuple(MIXED), dtype=torch.float32)
+    fused, _ = _packed(MIXED, dtype=torch.float32, impl="fused")
+    for k, (o, r) in enumerate(zip(fused.params, ref.params, strict=True)):
+        assert torch.equal(o, r), f"member {k}: {_rel(o, r):.3g}"
+    foreach, _ = _packed(MIXED, dtype=torch.float32, impl="foreach")
+    _assert_matches(foreach, ref, tol=1e-5)
+
+
+def test_members_of_a_kind_with_one_lr_share_one_fused_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    real_kernel = torch._fused_adamw_
+
+    def counting(params: list[torch.Tensor], *args: Any, **kwargs: Any) -> None:
+        calls.append(len(params))
+        real_kernel(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "_fused_adamw_", counting)
+    # Members 0, 1 and 3 are AdamW at one lr (a run 0-1 and a run 3), member 2 another lr.
+    members = [Member(_hp("adamw", 1e-2)), Member(_hp("adamw", 1e-2))]
+    members += [Member(_hp("adamw", 3e-3)), Member(_hp("adamw", 1e-2))]
+    out, opt = _packed(members, steps=5, impl="fused")
+    assert calls == [2 * 4, 1 * 4] * 5  # views: runs x tensors, per distinct lr, per step
+    _assert_matches(out, _reference(tuple(members), steps=5), moved=False)
+    opt.freeze(1)
+    calls.clear()
+    _packed_steps(opt, out.extra["stacked"], members, range(5, 6))
+    assert calls == [2 * 4, 1 * 4]  # members 0 and 3 (two runs of one), then member 2
+
+
+def test_loading_a_state_of_other_members_or_hyperparameters_fails() -> None:
+    stacked = _stacked(2, torch.float64)
+    opt = PackedOptimizer(stacked, [_hp("adam", 0.1), _hp("sgd", 0.1)])
+    sd = opt.state_dict()
+    other = PackedOptimizer(stacked, [_hp("adam", 0.1, eps=1e-6), _hp("sgd", 0.1)])
+    with pytest.raises(ValueError, match=r"member 0 was saved with eps=1e-08, this pack has"):
+        other.load_state_dict(sd)
+    three = PackedOptimizer(_stacked(3, torch.float64), [_hp("adam", 0.1)] * 3)
+    with pytest.raises(ValueError, match="2 members' states for a pack of 3"):
+        three.load_state_dict(sd)
+    with pytest.raises(ValueError, match="Invalid impl: 'fast'"):
+        PackedOptimizer(stacked, [_hp("adam", 0.1)] * 2, impl="fast")  # type: ignore[arg-type]
+    ints = [torch.zeros(2, 3, dtype=torch.complex64, requires_grad=True)]
+    with pytest.raises(ValueError, match="Invalid impl: 'fused' needs floating point"):
+        PackedOptimizer(ints, [_hp("adam", 0.1)] * 2, impl="fused")
