@@ -16,8 +16,11 @@
 # wheels unpacked, which is all an import needs). Fetch the wheels beforehand, online:
 #   pip download --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux2014_x86_64 -d .carry/wheels pydantic
+# The archive (default: the first of .carry/cifar10-jpeg75.tar.gz, shared/data/cifar10-jpeg75/,
+# ../shared/data/cifar10-jpeg75/ in the source tree) is unpacked once into the data folder.
 # Environment: PYTHON (python3), WHEELS (.carry/wheels), SITE (.carry/site),
-# ROBUSTNESS_DATA_DIR (where CIFAR-10 is unpacked; default .robustness/data).
+# ROBUSTNESS_DATA_DIR (where CIFAR-10 is unpacked; default .robustness/data),
+# ROBUSTNESS_COMMIT (recorded in run.json; default git rev-parse HEAD where there is a .git).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -10,5 +10,7 @@ MLflow by ``robustness import OUTDIR`` (``studies.importer``).
   ``throughput.json``), written here and validated as a whole before any import.
 - ``archive``: the CIFAR-10 archive unpacked into the image-folder layout ``studies.data`` reads.
 - ``gpustats``: GPU utilisation and memory from ``nvidia-smi`` while a run trains.
+- ``packing``: the seam to the pack runner (``studies.pack.run_pack``) and the packed-vs-alone
+  parity check.
 - ``figure6``: the Figure 6 command (``python -m studies.offline.figure6 OUTDIR``).
 """
