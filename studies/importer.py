@@ -50,6 +50,8 @@ def import_outdir(
     run = load_outdir(out_dir)
     wanted = study_id or run.run_id
     if wanted is not None and _exists(wanted, tracking_uri):
+        if study_id is not None:
+            raise TrackingError(f"a study with id {study_id!r} already exists")
         raise TrackingError(
             f"{Path(out_dir)} is already imported as study {wanted} "
             f"(robustness report {wanted}); give --study-id to import it again"

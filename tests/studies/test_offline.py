@@ -205,6 +205,8 @@ def test_import_makes_a_normal_study(
     # and a second import of the same folder is refused, not a copy
     with pytest.raises(TrackingError, match="already imported"):
         import_outdir(outdir, tracking_uri=uri)
+    with pytest.raises(TrackingError, match="already exists"):
+        import_outdir(outdir, tracking_uri=uri, study_id=study_id)
 
 
 def _no_new_study(uri: str, before: int) -> None:
