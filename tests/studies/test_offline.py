@@ -354,3 +354,25 @@ def test_the_clock_keeps_the_rows_and_raises_past_its_deadline() -> None:
     assert clock.rows == [[row], []] and len(clock.times) == 1
     last = offline_figure6.EpochClock("train", 1, members=1, deadline=0.0)
     last([row])  # the last planned epoch: nothing left to stop
+
+
+def test_a_diverged_configuration_is_recorded_as_diverged(tmp_path: Path, uri: str) -> None:
+    # SGD at lr 50 on the digits blows up within its first epoch; lr 0.01 trains: the pack's
+    # diverged member is frozen, the other goes on, and the import keeps both as they ended.
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(SPEC | {"optimizers": ["sgd"], "learning_rates": [50.0, 0.01]}))
+    out = tmp_path / "out"
+    args = [str(out), "--preset", str(spec_file), "--threads", "1", "--device", "cpu"]
+    assert offline_figure6.main([*args, "--epochs", "3"]) == 0
+    run = load_outdir(out)
+    status = {t.lr: t for t in run.trials if t.seed == 0}
+    assert status[50.0].status == "diverged" and status[50.0].epochs_done < 3
+    assert status[0.01].status == "finished" and status[0.01].epochs_done == 3
+    record, _ = import_outdir(out, tracking_uri=uri)
+    stored = {t.trial_id: t for t in tracking.load_trials(record.study_id, tracking_uri=uri)}
+    blown = stored[status[50.0].trial_id]
+    assert blown.status == "diverged" and blown.epochs_done == status[50.0].epochs_done
+    assert math.isnan(blown.history["test_acc"][-1])
+    summary = load_summary(record.study_id, tracking_uri=uri)
+    cell = next(c for c in summary.cells if c.lr == 50.0)
+    assert cell.n_diverged == 2 and summary.trials_counted == 4
