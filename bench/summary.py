@@ -3,7 +3,7 @@
 Goal: at most 1 s for the summary of such a study (Figure 6's CIFAR-10 schedule is 164
 epochs). Prints, with synthetic records (4 optimizers x 50 learning rates x 5 seeds):
 
-- ``summarize()`` alone (vectorised numpy; includes the 2,000-resample bootstrap);
+- ``summarize()`` alone (vectorised numpy; includes the verdict's permutation tests);
 - the JSON round trip of the summary (what the cache and the service pay);
 - ``format_table()`` and the figures (not part of the 1 s goal; printed for scale);
 - with ``--tracking``: the same study written into a tmp SQLite MLflow store as the runner
@@ -30,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from studies.results import TrialRecord
-from studies.summary import StudySummary, format_table, summarize
+from studies.summary import StudySummary, summarize
+from studies.tables import format_table
 
 OPTIMIZERS = ("radam", "adam", "adamw", "sgd")
 SEEDS = 5

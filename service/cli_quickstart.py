@@ -22,7 +22,8 @@ from studies import paths
 from studies.cli.run import add_override_option
 from studies.errors import ClusterError
 from studies.presets import DEFAULT_PRESET, parse_override
-from studies.summary import StudySummary, format_table
+from studies.summary import StudySummary
+from studies.tables import format_table
 
 POLL_S = 2.0  # seconds between progress reads
 
@@ -112,8 +113,8 @@ def follow(client: httpx.Client, *, preset: str, overrides: dict[str, Any]) -> i
     links = study["links"]
     report = paths.home() / "reports" / study_id
     _say("")
-    _say(f"figures (files):   {report}/figure6.png, lr_sensitivity.png")
-    for name in ("figure6.png", "lr_sensitivity.png"):
+    _say(f"figures (files):   {report}/figure6.png, lr_sensitivity.png, expected_max.png")
+    for name in ("figure6.png", "lr_sensitivity.png", "expected_max.png"):
         _say(f"figure (service):  {client.base_url}{links['figures'][name]}")
     _say(f"MLflow comparison: {links.get('mlflow_compare')}")
     _say(f"MLflow study run:  {links.get('mlflow_run')}")

@@ -244,6 +244,8 @@ class StudyService:
             fig = figures.figure6(summary)
         elif name is FigureName.lr_sensitivity:
             fig = figures.lr_sensitivity(summary)
+        elif name is FigureName.expected_max:
+            fig = figures.expected_max_figure(summary)
         else:
             heat = figures.warmup_heatmap(summary)
             if heat is None:

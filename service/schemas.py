@@ -31,6 +31,7 @@ class FigureName(StrEnum):
     figure6 = "figure6"
     lr_sensitivity = "lr_sensitivity"
     warmup = "warmup"
+    expected_max = "expected_max"
 
 
 class FigureFormat(StrEnum):

@@ -7,6 +7,9 @@
   ± std error bars (DeepOBS's sensitivity plot).
 - ``warmup_heatmap``: accuracy over warmup setting x learning rate, each optimizer's rows
   together (RAdam's beside the warmed-up ones), for studies whose grid varies the warmup.
+- ``expected_max_figure``: expected best accuracy against the tuning budget k (configurations
+  drawn at random from the grid, k = 1..N), one line per optimizer and, in a warmup study, one
+  per warmup setting (Dodge et al. 2019's expected validation performance curve).
 
 Headless: the Agg canvas is used directly, never pyplot's global state, so it is thread-safe
 enough for the service and needs no display.
@@ -39,6 +42,7 @@ MAX_COLUMNS = 4  # Figure-6 panels per row
 DPI = 120  # dots per inch of the PNGs
 MAX_LEGEND_LRS = 8  # more learning rates per panel than this: a colour bar instead of legends
 MAX_ANNOTATED_LRS = 12  # heatmap columns up to which each cell shows its number
+SETTING_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))  # one warmup setting's expected-max line
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -227,12 +231,50 @@ def warmup_heatmap(summary: StudySummary) -> Figure | None:
     return fig
 
 
+def expected_max_figure(summary: StudySummary) -> Figure:
+    """Expected best final accuracy against the budget k, one line per optimizer (x warmup)."""
+    fig = _new_figure(6.4, 4.4)
+    ax = fig.subplots()
+    for number, opt in enumerate(summary.optimizers):
+        curves = [(opt.label, opt.expected_max_pct)]
+        if len(opt.expected_max_by_warmup) > 1:  # the whole grid, then each setting's lrs
+            curves = [(f"{opt.label}, all warmups", opt.expected_max_pct)]
+            curves += [
+                (f"{opt.label}, {c.label}", c.expected_max_pct) for c in opt.expected_max_by_warmup
+            ]
+        elif opt.expected_max_by_warmup:
+            curves = [(f"{opt.label}, {opt.expected_max_by_warmup[0].label}", opt.expected_max_pct)]
+        color = f"C{number}"  # the optimizer's colour, shared by its warmup settings' lines
+        for n, (label, curve) in enumerate(curves):
+            if not curve:
+                continue
+            ax.plot(
+                np.arange(1, len(curve) + 1),
+                curve,
+                label=label,
+                color=color,
+                marker="o" if len(curve) <= 20 else None,
+                ms=3,
+                linestyle="-" if n == 0 else SETTING_STYLES[(n - 1) % len(SETTING_STYLES)],
+                linewidth=2.0 if n == 0 else 1.2,
+            )
+    ax.set_xlabel("configurations tried at random (k)")
+    ax.set_ylabel("expected best final test accuracy (%)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(_title(summary, "Expected best accuracy at a tuning budget"), fontsize="medium")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize="small")
+    return fig
+
+
 def _nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
 def write_figures(summary: StudySummary, out_dir: Path) -> list[Path]:
-    """Write figure6.png/.svg, lr_sensitivity.png and (warmup studies) warmup.png."""
+    """Write figure6.png/.svg, lr_sensitivity.png, expected_max.png/.svg and (warmup studies)
+    warmup.png."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     fig6 = figure6(summary)
@@ -243,6 +285,11 @@ def write_figures(summary: StudySummary, out_dir: Path) -> list[Path]:
     path = out_dir / "lr_sensitivity.png"
     lr_sensitivity(summary).savefig(path)
     written.append(path)
+    budget = expected_max_figure(summary)
+    for suffix in ("png", "svg"):
+        path = out_dir / f"expected_max.{suffix}"
+        budget.savefig(path)
+        written.append(path)
     heat = warmup_heatmap(summary)
     if heat is not None:
         path = out_dir / "warmup.png"

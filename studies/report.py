@@ -24,7 +24,8 @@ from studies.errors import RobustnessError, SpecError
 from studies.figures import write_figures
 from studies.results import StudyRecord, TrialRecord
 from studies.spec import StudySpec
-from studies.summary import StudySummary, format_cells_csv, format_table, summarize
+from studies.summary import StudySummary, summarize
+from studies.tables import format_cells_csv, format_table
 
 __all__ = [
     "build_report",

@@ -257,7 +257,7 @@ def get_summary(study_id: str, runtime: RuntimeDep) -> Response:
     "/{study_id}/figures/{name}.{fmt}",
     responses={**_ERRORS, 200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
     response_class=Response,
-    summary="A figure: figure6, lr_sensitivity or warmup, as png or svg",
+    summary="A figure: figure6, lr_sensitivity, expected_max or warmup, as png or svg",
 )
 def get_figure(study_id: str, name: FigureName, fmt: FigureFormat, runtime: RuntimeDep) -> Response:
     data = runtime.studies.figure(study_id, name, fmt)

@@ -3,7 +3,9 @@
 Reads the study's trials out of MLflow (finished or still running: a running study's report
 says how many trials are in), prints the summary (optimizers as rows, learning rates as
 columns, the verdict under it) and writes ``summary.json``, ``trials.csv``, ``figure6.png``/
-``.svg``, ``lr_sensitivity.png`` and, for warmup studies, ``warmup.png`` to ``--out``.
+``.svg``, ``lr_sensitivity.png``, ``expected_max.png``/``.svg`` and, for warmup studies,
+``warmup.png`` to ``--out``. ``--format json`` carries each optimizer's ``expected_max_pct``
+and each comparison's permutation test (p-value, interval, seeds, relabellings).
 """
 
 from __future__ import annotations

@@ -107,6 +107,9 @@ def test_figures(client: httpx.Client, finished: dict[str, Any]) -> None:
     svg = client.get(f"{base}/lr_sensitivity.svg")
     assert svg.status_code == 200
     assert b"<svg" in svg.content[:2000]
+    budget = client.get(f"{base}/expected_max.png")
+    assert budget.status_code == 200 and budget.content.startswith(b"\x89PNG")
+    assert b"<svg" in client.get(f"{base}/expected_max.svg").content[:2000]
     # a study with a single warmup setting has no warmup figure
     warmup = client.get(f"{base}/warmup.png")
     assert warmup.status_code == 404
@@ -120,6 +123,7 @@ def test_listed_with_links(client: httpx.Client, finished: dict[str, Any]) -> No
     links = finished["links"]
     assert links["summary"] == f"/studies/{finished['id']}/summary"
     assert links["figures"]["figure6.png"].endswith("/figures/figure6.png")
+    assert links["figures"]["expected_max.svg"].endswith("/figures/expected_max.svg")
     assert links["ray_job"]
 
 

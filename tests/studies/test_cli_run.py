@@ -41,7 +41,7 @@ def test_dry_run_applies_overrides(capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     spec = StudySpec.parse(captured.out)
     assert spec.epochs == 1 and spec.learning_rates == [0.1]
-    assert "3 trials" in captured.err
+    assert "9 trials" in captured.err
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,13 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from torch import nn
 
-from studies.figures import figure6, lr_sensitivity, warmup_heatmap, write_figures
+from studies.figures import (
+    expected_max_figure,
+    figure6,
+    lr_sensitivity,
+    warmup_heatmap,
+    write_figures,
+)
 from studies.results import TrialRecord
 from studies.summary import StudySummary, summarize
 
@@ -202,15 +208,46 @@ def test_warmup_heatmap_puts_radam_beside_the_warmed_up_adam(
     assert len(ax.texts) == 9  # every cell annotated with its accuracy
 
 
+def test_expected_max_has_a_curve_per_optimizer_from_its_mean_to_its_best(
+    lr_summary: StudySummary, warmup_summary: StudySummary
+) -> None:
+    ax = _visible_axes(expected_max_figure(lr_summary))[0]
+    legend = ax.get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == ["RAdam", "Adam", "SGD"]
+    for line, opt in zip(ax.get_lines(), lr_summary.optimizers, strict=True):
+        x, y = line.get_data()
+        assert list(x) == list(range(1, len(LRS) + 1))  # k = 1..N, N = the optimizer's grid
+        assert y[0] == pytest.approx(opt.best_acc_pct - opt.mean_regret_pct)  # k=1: the mean
+        assert y[-1] == pytest.approx(opt.best_acc_pct)  # k=N: the best
+    # Adam's warmup grid: the whole grid's curve, then one (dashed) per warmup setting.
+    warm = _visible_axes(expected_max_figure(warmup_summary))[0]
+    labels = [t.get_text() for t in warm.get_legend().get_texts()]
+    assert labels == [
+        "RAdam, no warmup",
+        "Adam, all warmups",
+        "Adam, no warmup",
+        f"Adam, linear warmup ({WARMUP_STEPS} steps)",
+    ]
+    assert len(warm.get_lines()[1].get_xdata()) == 2 * len(LRS)
+
+
 def test_write_figures_writes_readable_non_blank_files(
     tmp_path: Path, lr_summary: StudySummary, warmup_summary: StudySummary
 ) -> None:
     written = write_figures(lr_summary, tmp_path / "lr")
-    assert [p.name for p in written] == ["figure6.png", "figure6.svg", "lr_sensitivity.png"]
+    assert [p.name for p in written] == [
+        "figure6.png",
+        "figure6.svg",
+        "lr_sensitivity.png",
+        "expected_max.png",
+        "expected_max.svg",
+    ]
     for path in written:
         if path.suffix == ".png":
             _assert_not_blank(path)
     assert "<svg" in (tmp_path / "lr" / "figure6.svg").read_text()[:500]
+    assert "<svg" in (tmp_path / "lr" / "expected_max.svg").read_text()[:500]
     warm = write_figures(warmup_summary, tmp_path / "warm")
     assert (tmp_path / "warm" / "warmup.png") in warm
     _assert_not_blank(tmp_path / "warm" / "warmup.png")

@@ -49,7 +49,7 @@ def test_quick_preset_is_figure6_small() -> None:
     assert DEFAULT_PRESET == "figure6-quick"
     assert spec.dataset == "fashion_mnist" and spec.resources_per_trial.gpu == 0
     assert spec.learning_rates == FIGURE6_LRS
-    assert spec.num_trials == 12
+    assert spec.num_trials == 36 and spec.seeds == [0, 1, 2]  # 3 seeds: the verdict can test
     assert spec.train_subset is not None and spec.test_subset is not None  # sized for 2 CPUs
 
 
@@ -71,7 +71,7 @@ def test_overrides_set_dotted_keys_and_keep_the_rest() -> None:
     changed = apply_overrides(spec, overrides)
     assert changed.epochs == 1 and changed.learning_rates == [0.1, 0.01]
     assert changed.resources_per_trial.cpu == 2
-    assert changed.optimizers == spec.optimizers and changed.num_trials == 6
+    assert changed.optimizers == spec.optimizers and changed.num_trials == 18
     assert spec.epochs != 1  # the preset itself is untouched
 
 

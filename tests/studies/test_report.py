@@ -31,7 +31,15 @@ SPEC: dict[str, Any] = {
     "epochs": 2,
     "batch_size": 64,
 }
-ARTIFACTS = {"summary.json", "trials.csv", "figure6.png", "figure6.svg", "lr_sensitivity.png"}
+ARTIFACTS = {
+    "summary.json",
+    "trials.csv",
+    "figure6.png",
+    "figure6.svg",
+    "lr_sensitivity.png",
+    "expected_max.png",
+    "expected_max.svg",
+}
 
 
 def _record_trial(
@@ -197,6 +205,12 @@ def test_cli_report_table_json_and_csv(
     data = json.loads(capsys.readouterr().out)
     assert StudySummary.from_dict(data).cells == final.cells
     assert data["status"] == "succeeded"
+    for optimizer in data["optimizers"]:  # the expected best over k = 1..N configurations
+        budget = optimizer["expected_max_pct"]
+        assert len(budget) == optimizer["n_cells"] == 2
+        assert budget[-1] == pytest.approx(optimizer["best_acc_pct"])
+    assert "E[best] k=1/N" in table
+    assert data["comparisons"][0]["method"] == "within-cell permutation test of seeds"
 
     assert main([*base, "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from studies.results import TrialRecord
-from studies.summary import StudySummary, format_cells_csv, format_table, summarize
+from studies.summary import StudySummary, summarize
+from studies.tables import format_cells_csv, format_table
 
 
 def trial(
@@ -140,7 +141,7 @@ def test_complete_study_is_not_partial_even_while_the_run_is_still_open() -> Non
     assert summary.trials_done == 2
 
 
-def test_single_seed_gives_no_interval_and_the_verdict_cannot_tell() -> None:
+def test_single_seed_gives_no_test_and_the_verdict_says_how_many_seeds_would() -> None:
     trials = [
         trial("radam", 0.1, 0, [0.9]),
         trial("radam", 0.01, 0, [0.89]),
@@ -148,77 +149,166 @@ def test_single_seed_gives_no_interval_and_the_verdict_cannot_tell() -> None:
         trial("adam", 0.01, 0, [0.88]),
     ]
     summary = summarize(trials)
-    assert by_name(summary, "radam").mean_regret_ci_pct is None
     (comparison,) = summary.comparisons
     assert (comparison.a, comparison.b) == ("radam", "adam")
     assert comparison.diff_pct == pytest.approx(0.5 - 34.0)
-    assert comparison.diff_ci_pct is None
+    assert comparison.diff_ci_pct is None and comparison.p_value is None
     assert comparison.less_sensitive is None
     assert comparison.sentence.startswith("Cannot tell")
-    assert "single seed" in comparison.sentence
+    # 2 cells x 1 seed: 4 relabellings, 2 as extreme as any data: p >= 1/2. 2 cells need 3
+    # seeds each (2 / C(6, 3)^2 = 1/200; 2 seeds give 2 / 36 > 0.05).
+    assert comparison.min_p_value == pytest.approx(0.5)
+    assert comparison.seeds_needed == 3
+    assert "no test is possible with a single seed per configuration" in comparison.sentence
+    assert "3 seeds per configuration would give one" in comparison.sentence
 
 
-def test_bootstrap_interval_matches_the_exact_resampling_distribution() -> None:
-    # Two cells of two seeds: cell means take {90, 85, 80} and {70, 65, 60} with probabilities
-    # 1/4, 1/2, 1/4, and regret = (m1 - m2) / 2 ranges over [5, 15], each end with
-    # probability 1/16 > 2.5%: the 95% interval is exactly [5, 15]; the estimate is 10.
-    trials = [
-        trial("sgd", 0.1, 0, [0.90]),
-        trial("sgd", 0.1, 1, [0.80]),
-        trial("sgd", 0.01, 0, [0.70]),
-        trial("sgd", 0.01, 1, [0.60]),
+def _grid(optimizer: str, cells: dict[float, list[float]]) -> list[TrialRecord]:
+    return [
+        trial(optimizer, lr, seed, [acc / 100])
+        for lr, accs in cells.items()
+        for seed, acc in enumerate(accs)
     ]
-    sgd = by_name(summarize(trials, resamples=4000), "sgd")
-    assert sgd.mean_regret_pct == pytest.approx(10.0)
-    assert sgd.mean_regret_ci_pct == pytest.approx((5.0, 15.0))
 
 
-def test_bootstrap_handles_cells_with_different_seed_counts() -> None:
-    # Cell lr=0.1 has three identical seeds (mean always 90); lr=0.01 has two, 80 and 70, so
-    # its mean is 80, 75 or 70 and the regret (90 - m) / 2 is 5, 7.5 or 10: interval [5, 10].
-    trials = [trial("sgd", 0.1, s, [0.9]) for s in range(3)]
-    trials += [trial("sgd", 0.01, 0, [0.8]), trial("sgd", 0.01, 1, [0.7])]
-    sgd = by_name(summarize(trials, resamples=4000), "sgd")
-    assert sgd.mean_regret_pct == pytest.approx(7.5)
-    assert sgd.mean_regret_ci_pct == pytest.approx((5.0, 10.0))
+def test_verdict_names_the_less_sensitive_optimizer_when_the_test_rejects() -> None:
+    # 4 cells x 2 seeds. RAdam 90 everywhere (regret 0); Adam 90 at lr 0.1, 80 at the others
+    # (regret 7.5). Only A's own seeds in all three 80-cells, or B's in all three, are as
+    # extreme: 2 x 6 (the 90-cell's relabellings) of 6^4 = 1296, p = 1/108.
+    radam = {lr: [90.0, 90.0] for lr in (0.1, 0.03, 0.01, 0.003)}
+    adam = {0.1: [90.0, 90.0], 0.03: [80.0, 80.0], 0.01: [80.0, 80.0], 0.003: [80.0, 80.0]}
+    summary = summarize(_grid("radam", radam) + _grid("adam", adam))
+    (comparison,) = summary.comparisons
+    assert comparison.exact and comparison.relabellings == 6**4
+    assert comparison.p_value == pytest.approx(1 / 108)
+    assert comparison.diff_pct == pytest.approx(-7.5)
+    assert comparison.less_sensitive == "radam"
+    assert comparison.diff_ci_pct is not None and comparison.diff_ci_pct[1] < 0
+    assert comparison.sentence.startswith(
+        "RAdam is less sensitive to the learning rate than Adam on this grid: mean regret 0.0 "
+        "against 7.5 points, difference 7.5"
+    )
+    assert (
+        "(within-cell permutation test of seeds, exact; 2 seeds per configuration, "
+        "4 configurations; p = 0.0093)."
+    ) in comparison.sentence
+    assert summary.verdict == comparison.sentence
 
 
-def test_verdict_names_the_less_sensitive_optimizer_when_the_interval_excludes_zero() -> None:
-    # RAdam: about 90 at every lr (regret ~0.1); Adam collapses at lr 0.1 (regret ~13.3).
+def test_a_difference_within_seed_noise_cannot_be_told_and_the_interval_includes_0() -> None:
+    rows = {0.1: [90.0, 89.0, 91.0], 0.01: [88.0, 87.5, 89.0], 0.001: [85.0, 86.0, 84.0]}
+    shifted = {
+        lr: [a + d for a, d in zip(accs, (0.6, -0.4, 0.1), strict=True)]
+        for lr, accs in rows.items()
+    }
+    summary = summarize(_grid("radam", rows) + _grid("adamw", shifted))
+    (comparison,) = summary.comparisons
+    assert comparison.less_sensitive is None
+    assert comparison.p_value is not None and comparison.p_value > 0.05
+    assert comparison.diff_ci_pct is not None
+    assert comparison.diff_ci_pct[0] <= 0 <= comparison.diff_ci_pct[1]
+    assert comparison.sentence.startswith("Cannot tell RAdam and AdamW apart")
+    assert (
+        "includes 0" in comparison.sentence and "3 seeds per configuration" in comparison.sentence
+    )
+
+
+def test_every_pair_is_compared_radams_first() -> None:
     trials = []
-    for seed, noise in enumerate((0.0, 0.002, -0.002)):
-        for lr, radam_acc, adam_acc in (
-            (0.1, 0.90, 0.50),
-            (0.01, 0.90, 0.90),
-            (0.001, 0.897, 0.89),
-        ):
-            trials.append(trial("radam", lr, seed, [radam_acc + noise]))
-            trials.append(trial("adam", lr, seed, [adam_acc + noise]))
-            trials.append(trial("adamw", lr, seed, [radam_acc - noise]))
+    for seed, noise in enumerate((0.0, 0.2, -0.2)):
+        for lr, radam_acc, adam_acc in ((0.1, 90.0, 50.0), (0.01, 90.0, 90.0), (0.001, 89.7, 80.0)):
+            trials.append(trial("radam", lr, seed, [(radam_acc + noise) / 100]))
+            trials.append(trial("adam", lr, seed, [(adam_acc + noise) / 100]))
+            trials.append(trial("adamw", lr, seed, [(radam_acc - noise) / 100]))
     summary = summarize(trials)
-    first, second, third = summary.comparisons
     assert [(c.a, c.b) for c in summary.comparisons] == [
         ("radam", "adam"),
         ("radam", "adamw"),
         ("adam", "adamw"),
     ]
-    assert first.less_sensitive == "radam"
-    assert first.diff_ci_pct is not None and first.diff_ci_pct[1] < 0
-    assert first.sentence.startswith("RAdam is less sensitive to the learning rate than Adam")
-    # RAdam and AdamW have the same grid up to noise: the data cannot separate them.
-    assert second.less_sensitive is None
-    assert second.diff_ci_pct is not None and second.diff_ci_pct[0] <= 0 <= second.diff_ci_pct[1]
-    assert "includes 0" in second.sentence
-    assert third.less_sensitive == "adamw"
+    first, second, third = summary.comparisons
+    assert first.less_sensitive == "radam" and third.less_sensitive == "adamw"
+    assert second.less_sensitive is None  # the same grid up to noise
     assert summary.verdict.startswith(first.sentence)
 
 
-def test_bootstrap_is_reproducible_with_its_fixed_seed() -> None:
-    trials = [trial("adam", lr, s, [0.8 + 0.01 * s + lr]) for lr in (0.1, 0.01) for s in range(3)]
+def test_unequal_seed_counts_and_many_relabellings_use_random_draws_reproducibly() -> None:
+    # 5 seeds in 4 cells: 252^4 relabellings, so the test draws them (seeded).
+    radam = {lr: [90.0 + 0.3 * s for s in range(5)] for lr in (0.1, 0.03, 0.01, 0.003)}
+    adam = {lr: [90.0 - 3 * i + 0.2 * s for s in range(5)] for i, lr in enumerate(radam)}
+    adam[0.1] = adam[0.1][:3]  # two of its seeds failed
+    trials = _grid("radam", radam) + _grid("adam", adam)
     a, b = summarize(trials), summarize(trials)
-    assert by_name(a, "adam").mean_regret_ci_pct == by_name(b, "adam").mean_regret_ci_pct
-    other = summarize(trials, rng_seed=1)
-    assert by_name(other, "adam").mean_regret_ci_pct != by_name(a, "adam").mean_regret_ci_pct
+    (first,) = a.comparisons
+    assert not first.exact and first.relabellings == a.test_draws
+    assert first.seeds_min == 3 and first.seeds_max == 5
+    assert "3-5 seeds per configuration" in first.sentence
+    assert first.p_value == b.comparisons[0].p_value
+    assert first.p_value is not None and first.p_value == pytest.approx(1 / (a.test_draws + 1))
+    assert first.less_sensitive == "radam"
+    assert summarize(trials, rng_seed=1).comparisons[0].less_sensitive == "radam"
+
+
+def test_a_warmup_study_compares_radam_with_each_warmup_setting_by_learning_rate() -> None:
+    # Figure 7: RAdam without warmup against AdamW with each warmup length, cells matched by lr.
+    lrs = (0.1, 0.03, 0.01, 0.003)
+    trials = _grid("radam", {lr: [90.0, 90.2] for lr in lrs})
+    for steps, accs in ((100, (60.0, 85.0, 88.0, 89.0)), (1000, (90.1, 90.0, 89.9, 90.1))):
+        trials += [
+            trial(
+                "adamw", lr, seed, [(acc + 0.2 * seed) / 100], warmup="linear", warmup_steps=steps
+            )
+            for lr, acc in zip(lrs, accs, strict=True)
+            for seed in range(2)
+        ]
+    summary = summarize(trials)
+    short, long_ = summary.comparisons
+    assert (short.a_warmup, short.b_warmup) == ("no warmup", "linear warmup (100 steps)")
+    assert (long_.a_warmup, long_.b_warmup) == ("no warmup", "linear warmup (1000 steps)")
+    assert short.cells == long_.cells == 4
+    assert short.less_sensitive == "radam"
+    assert short.sentence.startswith(
+        "RAdam without warmup is less sensitive to the learning rate than AdamW with linear "
+        "warmup (100 steps) on this grid"
+    )
+    assert long_.less_sensitive is None
+
+
+def test_grids_with_no_shared_configuration_cannot_be_compared() -> None:
+    trials = _grid("radam", {0.1: [90.0, 91.0], 0.01: [89.0, 88.0]})
+    trials += _grid("sgd", {0.5: [90.0, 91.0], 0.05: [80.0, 81.0]})
+    (comparison,) = summarize(trials).comparisons
+    assert comparison.cells == 0 and comparison.less_sensitive is None
+    assert comparison.regret_a_pct == pytest.approx(90.5 - 89.5)  # over its own grid
+    assert comparison.regret_b_pct == pytest.approx(90.5 - 85.5)
+    assert "share no configuration" in comparison.sentence
+
+
+def test_expected_max_over_k_configurations_per_optimizer_and_warmup_setting() -> None:
+    # Final accuracies 80, 90, 85: k=1 the mean 85; k=2 the pairs' maxima 85, 90, 90 -> 88.33;
+    # k=3 the best, 90.
+    trials = [
+        trial("adam", 0.1, 0, [0.80]),
+        trial("adam", 0.01, 0, [0.90]),
+        trial("adam", 0.001, 0, [0.85]),
+        trial("adam", 0.1, 0, [0.70], warmup="linear", warmup_steps=100),
+        trial("adam", 0.01, 0, [0.60], warmup="linear", warmup_steps=100),
+    ]
+    adam = by_name(summarize(trials[:3]), "adam")
+    assert adam.expected_max_pct == pytest.approx([85.0, 265 / 3, 90.0])
+    assert adam.expected_max_by_warmup == []  # one warmup setting: the grid is the curve
+    warm = by_name(summarize(trials), "adam")
+    assert len(warm.expected_max_pct) == 5
+    assert warm.expected_max_pct[0] == pytest.approx(77.0)
+    assert warm.expected_max_pct[-1] == pytest.approx(90.0)
+    none, linear = warm.expected_max_by_warmup
+    assert none.label == "no warmup" and none.expected_max_pct == pytest.approx(
+        [85.0, 265 / 3, 90.0]
+    )
+    assert linear.label == "linear warmup (100 steps)"
+    assert linear.expected_max_pct == pytest.approx([65.0, 70.0])
+    assert "E[best] k=1/N" in format_table(summarize(trials[:3]))
+    assert "85.0/90.0" in format_table(summarize(trials[:3]))
 
 
 def test_warmup_table_over_learning_rate_and_warmup_length() -> None:
@@ -248,7 +338,7 @@ def test_warmup_table_over_learning_rate_and_warmup_length() -> None:
     best = by_name(summary, "adam")
     assert (best.best_lr, best.best_warmup, best.best_warmup_steps) == (0.01, "linear", 100)
     assert best.mean_regret_pct == pytest.approx(88 - (30 + 80 + 85 + 88 + 86) / 5)
-    assert "learning rate and warmup" in summary.comparisons[0].sentence
+    assert "learning rate" in summary.comparisons[0].sentence
     table = format_table(summary)
     assert "Adam, linear 1000" in table and "88.0 (0.01, linear 100)" in table
 
