@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from studies.labels import format_lr, optimizer_label
 from studies.offline.resultfiles import OfflineRun
 from studies.results import StudyRecord
-from studies.summary import OptimizerSummary, StudySummary, format_lr, optimizer_label
+from studies.summary import OptimizerSummary, StudySummary
 
 #: Liu et al. 2019, Table 2: CIFAR-10 test accuracy (%) at each optimizer's best lr, ResNet-20,
 #: 164 epochs. The paper's "Adam" on CIFAR is AdamW (decoupled decay), hence the key.
@@ -38,25 +39,6 @@ JPEG_CAVEAT = (
 
 def record_name(run: OfflineRun) -> str:
     return f"figure6-{run.run.get('device_slug') or 'device'}.md"
-
-
-def expected_max(values: Sequence[float]) -> list[float]:
-    """E[best of k cells drawn without replacement], k = 1..N, exactly:
-    sum_j v_(j) C(j-1, k-1) / C(N, k) over the ascending values (Dodge et al. 2019)."""
-    v = sorted(values)
-    n = len(v)
-    return [
-        sum(v[j - 1] * math.comb(j - 1, k - 1) for j in range(k, n + 1)) / math.comb(n, k)
-        for k in range(1, n + 1)
-    ]
-
-
-def _expected_max_of(summary: StudySummary, opt: OptimizerSummary) -> list[float]:
-    given = getattr(opt, "expected_max_pct", None)  # the summary's own, where it has one
-    if given:
-        return [float(x) for x in given]
-    cells = [c.final_acc_mean_pct for c in summary.cells_of(opt.optimizer)]
-    return expected_max([c for c in cells if c is not None])
 
 
 def _duration(seconds: float) -> str:
@@ -153,27 +135,31 @@ def render(
         "",
         "Mean regret: the mean over the lr grid of (best - accuracy), points; lower is more robust.",
         "",
-        "| Optimizer | mean regret | 95% interval | worst % | spread | share within 1 pt |",
-        "|---|---|---|---|---|---|",
+        "| Optimizer | mean regret | worst % | spread | share within 1 pt |",
+        "|---|---|---|---|---|",
     ]
     for opt in summary.optimizers:
         share = "-" if opt.share_within_1pt is None else f"{100 * opt.share_within_1pt:.0f}%"
         lines.append(
-            f"| {opt.label} | {_pct(opt.mean_regret_pct)} | {_ci(opt.mean_regret_ci_pct)} "
-            f"| {_pct(opt.worst_acc_pct)} | {_pct(opt.spread_pct)} | {share} |"
+            f"| {opt.label} | {_pct(opt.mean_regret_pct)} | {_pct(opt.worst_acc_pct)} "
+            f"| {_pct(opt.spread_pct)} | {share} |"
         )
     lines += [
         "",
-        "Difference in mean regret (a - b, points; negative favours a), with the verdict's "
-        "interval:",
+        f"The verdict's comparisons ({summary.test_method}, alpha {summary.test_alpha:g}): "
+        "difference in mean regret over the cells both ran (a - b, points; negative favours "
+        "a), its 95% interval and p-value:",
         "",
-        "| a vs b | difference | 95% interval | less sensitive |",
-        "|---|---|---|---|",
+        "| a vs b | regret a | regret b | difference | 95% interval | p | seeds per cell "
+        "| less sensitive |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {optimizer_label(c.a)} vs {optimizer_label(c.b)} | {c.diff_pct:+.2f} "
-        f"| {_ci(c.diff_ci_pct)} | "
-        f"{optimizer_label(c.less_sensitive) if c.less_sensitive else 'cannot tell'} |"
+        f"| {optimizer_label(c.a)} vs {optimizer_label(c.b)} | {c.regret_a_pct:.2f} "
+        f"| {c.regret_b_pct:.2f} | {c.diff_pct:+.2f} | {_ci(c.diff_ci_pct)} "
+        f"| {'-' if c.p_value is None else f'{c.p_value:.3g}'} "
+        f"| {c.seeds_min}-{c.seeds_max} "
+        f"| {optimizer_label(c.less_sensitive) if c.less_sensitive else 'cannot tell'} |"
         for c in summary.comparisons
     ]
     lines += ["", f"Verdict: {summary.verdict}", ""]
@@ -191,7 +177,7 @@ def render(
 
 
 def _expected_max_section(summary: StudySummary) -> list[str]:
-    curves = {opt.label: _expected_max_of(summary, opt) for opt in summary.optimizers}
+    curves = {opt.label: opt.expected_max_pct for opt in summary.optimizers}
     width = max((len(c) for c in curves.values()), default=0)
     if not width:
         return []

@@ -24,7 +24,7 @@ from studies.offline import figure6 as offline_figure6
 from studies.offline.resultfiles import ResultFileError, load_outdir
 from studies.presets import get_preset
 from studies.report import load_summary
-from studies.resultdoc import expected_max, record_name
+from studies.resultdoc import record_name
 from studies.spec import StudySpec
 
 SPEC = {
@@ -200,6 +200,7 @@ def test_import_makes_a_normal_study(
     for heading in ("Table 2", "mean regret", "Expected best accuracy", "throughput", "JPEG"):
         assert heading in page
     assert (tmp_path / "record" / "figure6.png").is_file()
+    assert (tmp_path / "record" / "expected_max.png").is_file()
     # `robustness report` serves it like any other study
     assert main(["report", study_id, "--tracking-uri", uri, "--out", str(tmp_path / "r2")]) == 0
     # and a second import of the same folder is refused, not a copy
@@ -292,14 +293,6 @@ def test_mlflow_failing_midway_leaves_no_half_study(
     monkeypatch.setattr(tracking, "end_trial", real)
     record, _ = import_outdir(outdir, tracking_uri=uri, study_id="flakyimport1")  # now whole
     assert record.status == "succeeded"
-
-
-def test_expected_max_is_exact() -> None:
-    # 3 cells: best of 1 is the mean, best of all 3 the max, best of 2 by enumeration
-    values = [70.0, 80.0, 90.0]
-    pairs = [max(a, b) for i, a in enumerate(values) for b in values[i + 1 :]]
-    assert expected_max(values) == pytest.approx([80.0, sum(pairs) / 3, 90.0])
-    assert math.isclose(expected_max([5.0])[0], 5.0)
 
 
 def test_a_pack_continued_into_a_shortened_schedule_is_that_schedule_from_scratch() -> None:
