@@ -15,8 +15,11 @@ What it does, in order (each step's time goes in ``throughput.json``):
    what is left of ``--time-budget`` (seconds from the start of this command) it runs whole,
    else as many epochs as fit, with the lr milestones scaled to 81/164 and 122/164 of them
    (``studies.offline.budget``); ``run.json`` says which and why.
-5. The run: the pack from scratch with that schedule (the full run resumes from the smoke's
-   state instead: same spec, same trajectory), then one file per configuration, ``run.json``
+5. The run: it continues from the smoke's state when its schedule is the smoke's over those
+   epochs (the full run; a shortened one whose first milestone lies past them, packed), else
+   trains from scratch (``budget.choose_run``). Should epochs come out slower than the
+   smoke's, it stops before the budget's end and keeps the epochs that ran, with the schedule
+   they had (``run.json``: ``stopped_early``). Then one file per configuration, ``run.json``
    and ``throughput.json`` in OUTDIR (``studies.offline.resultfiles``).
 
 ``robustness import OUTDIR`` then makes a normal study of it on a machine with MLflow. Nothing
