@@ -214,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
             )
         import_cifar10(archive, data_dir)
     device_type, gpus, device = device_of(args.device)
+    if device_type == "cpu" and args.device == "auto":
+        print("figure6: torch sees no CUDA device: training on the CPU", file=sys.stderr)
     import torch
 
     from studies.trainable import get_dataset
