@@ -340,18 +340,20 @@ def run(args: argparse.Namespace) -> int:
     phases["total"] = time.monotonic() - started
     manifest["ended_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     manifest["wall_seconds"] = phases
+    if device_type == "cuda":
+        gpu["torch_max_memory_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
     resultfiles.write_json(
         out / resultfiles.THROUGHPUT_FILE,
-        throughput(
+        resultfiles.throughput(
             final,
-            configs,
+            [c.key for c in configs],
             rows,
-            ds.num_train,
-            epoch_times,
-            phases,
-            gpu,
+            num_train=ds.num_train,
+            epoch_times=epoch_times,
+            phases=phases,
+            gpu=gpu,
             device=device,
-            device_type=device_type,
+            packed=packing.packed(),
         ),
     )
     resultfiles.write_json(out / resultfiles.RUN_FILE, manifest)
@@ -360,53 +362,6 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def throughput(
-    spec: StudySpec,
-    configs: Sequence[Any],
-    rows: Sequence[Sequence[dict[str, Any]]],
-    num_train: int,
-    epoch_times: Sequence[float],
-    phases: dict[str, float],
-    gpu: dict[str, Any],
-    *,
-    device: str,
-    device_type: str,
-) -> dict[str, Any]:
-    """Training images per second, per configuration (its images over the wall time of the
-    epochs it trained in: a packed member trains while the others do) and in all (every
-    member's images over the run's wall time). A member's ``train_seconds`` is its share of
-    the pack's time (the pack runner divides each epoch among its members), not its wall time.
-    """
-    per_config = {}
-    images = 0
-    for config, member in zip(configs, rows, strict=True):
-        images += len(member) * num_train
-        wall = sum(epoch_times[int(row["epoch"]) - 1] for row in member)
-        per_config[config.key] = len(member) * num_train / wall if wall else None
-    train_wall = sum(epoch_times)
-    if device_type == "cuda":
-        import torch
-
-        gpu = {**gpu, "torch_max_memory_allocated_mib": torch.cuda.max_memory_allocated() / 2**20}
-    return {
-        "format": "radam-robustness.throughput",
-        "version": resultfiles.FORMAT_VERSION,
-        "device": device,
-        "packed": packing.packed(),
-        "configurations": len(configs),
-        "batch_size": spec.batch_size,
-        "train_images_per_epoch": num_train,
-        "epochs": spec.epochs,
-        "epoch_seconds": list(epoch_times),
-        "wall_seconds": phases,
-        "images_per_second": {
-            "all": images / train_wall if train_wall else None,
-            "per_configuration": per_config,
-        },
-        "gpu": gpu,
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from studies.spec import StudySpec, TrialConfig
 
 TRIAL_FORMAT = "radam-robustness.trial-result"
 RUN_FORMAT = "radam-robustness.offline-run"
+THROUGHPUT_FORMAT = "radam-robustness.throughput"
 FORMAT_VERSION = 1
 
 RUN_FILE = "run.json"
@@ -131,6 +132,49 @@ def write_trial(
         "offline_run_id": run_id,
     }
     return write_json(out_dir / TRIALS_DIR / f"{config.key}.json", data)
+
+
+def throughput(
+    spec: StudySpec,
+    keys: Sequence[str],
+    rows: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    num_train: int,
+    epoch_times: Sequence[float],
+    phases: Mapping[str, float],
+    gpu: Mapping[str, Any],
+    device: str,
+    packed: bool,
+) -> dict[str, Any]:
+    """``throughput.json``: training images per second, per configuration (its images over
+    the wall time of the epochs it trained in: a packed member trains while the others do) and
+    in all (every member's images over the run's wall time). A member's ``train_seconds`` is
+    its share of the pack's time (the pack runner divides each epoch among its members), not
+    its wall time, so it is not used here."""
+    per_config: dict[str, float | None] = {}
+    images = 0
+    for key, member in zip(keys, rows, strict=True):
+        images += len(member) * num_train
+        wall = sum(epoch_times[int(row["epoch"]) - 1] for row in member)
+        per_config[key] = len(member) * num_train / wall if wall else None
+    train_wall = sum(epoch_times)
+    return {
+        "format": THROUGHPUT_FORMAT,
+        "version": FORMAT_VERSION,
+        "device": device,
+        "packed": packed,
+        "configurations": len(keys),
+        "batch_size": spec.batch_size,
+        "train_images_per_epoch": num_train,
+        "epochs": spec.epochs,
+        "epoch_seconds": list(epoch_times),
+        "wall_seconds": dict(phases),
+        "images_per_second": {
+            "all": images / train_wall if train_wall else None,
+            "per_configuration": per_config,
+        },
+        "gpu": dict(gpu),
+    }
 
 
 # --- reading and validating ---------------------------------------------------------------------
