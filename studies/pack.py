@@ -276,7 +276,7 @@ def run_pack(
     on_epoch: OnPackEpoch | None = None,
     epochs: int | None = None,  # stop after this epoch (default: spec.epochs)
     dtype: torch.dtype | None = None,  # parameters and images; None: float32
-    chunk: int | None = None,  # members per pass; None: all, halved on out-of-memory
+    chunk: int | None = None,  # members per pass; None: default_chunk's choice
 ) -> list[list[dict[str, Any]]]:
     """Train the pack ``configs`` of ``spec``; return, per member in ``configs`` order, the
     per-epoch metrics (``EPOCH_KEYS``) of the epochs run here (after ``resume_from``'s)."""
@@ -287,7 +287,7 @@ def run_pack(
     state = build_pack(spec, configs, ds, device=device, dtype=dtype)
     if resume_from is not None:
         state.load_state_dict(resume_from)
-    state.chunk = chunk
+    state.chunk = chunk if chunk is not None else default_chunk(spec, ds, device)
     node = node_name()
     check_every = 1 if device.type == "cpu" else DIVERGENCE_CHECK_EVERY
     last = epochs or spec.epochs
@@ -332,6 +332,18 @@ def run_pack(
         if on_epoch is not None:
             on_epoch(rows, state)
     return histories
+
+
+def default_chunk(spec: StudySpec, ds: Dataset, device: torch.device) -> int | None:
+    """Members per forward/backward pass. On a GPU all of them (None), halved on
+    out-of-memory. On the CPU all of them for the MLP and 8x8 images, where one batched
+    matmul beats K small ones (bench/packing.py: 1.5x at K=16 on digits), but one at a time
+    for convolutions on larger images: vmapped convolutions run as grouped ones there, and
+    the max-pooling after them on a strided layout, which measured ~1.4x slower than K
+    separate passes (the CNN on 28x28 Fashion-MNIST, K=9; bench/README.md)."""
+    if device.type != "cpu" or spec.model == "mlp" or ds.image_size <= 8:
+        return None
+    return 1
 
 
 def _member_loss(base: nn.Module) -> Callable[..., Tensor]:
@@ -413,6 +425,10 @@ def _gradients(state: PackState, xs: Tensor, ys: Tensor, *, device: torch.device
             parts: list[Tensor] = []
             for a in range(0, state.size, chunk):
                 b = min(state.size, a + chunk)
+                if all(k in state.frozen_buffers for k in range(a, b)):
+                    # stopped members only: nothing of theirs is used, skip the pass
+                    parts.append(torch.full((b - a,), math.nan, device=device, dtype=xs.dtype))
+                    continue
                 params = {n: t[a:b] for n, t in state.params.items()}
                 buffers = {n: t[a:b] for n, t in state.buffers.items()}  # views: updated in place
                 with autocast_for(device):
@@ -451,12 +467,15 @@ def _evaluate(
     per_batch = vmap(scores, in_dims=(0, 0, None, None))
     totals = torch.zeros((len(members), 2), device=device, dtype=torch.float64)
     chunk = state.chunk or state.size
+    # EVAL_BATCH_SIZE test images per pass in all (not per member): K members' activations
+    # of a 1000-image batch would take K times a trial's memory (GBs for the CNN at K=9).
+    batch_size = max(1, EVAL_BATCH_SIZE // min(chunk, len(members)))
     with torch.inference_mode(), autocast_for(device):
         for a in range(0, len(members), chunk):
             index = torch.tensor(members[a : a + chunk], device=device)
             params = {n: p.detach().index_select(0, index) for n, p in state.params.items()}
             buffers = {n: b.index_select(0, index) for n, b in state.buffers.items()}
-            for x, y in batches(ds, batch_size=EVAL_BATCH_SIZE, train=False):
+            for x, y in batches(ds, batch_size=batch_size, train=False):
                 totals[a : a + chunk] += per_batch(params, buffers, x, y)
     state.base.train()
     n = ds.num_test

@@ -85,7 +85,10 @@ def test_a_float32_pack_matches_within_float32_rounding() -> None:
     assert packed[0][-1]["train_loss"] != packed[1][-1]["train_loss"]
 
 
-def test_a_diverged_member_is_frozen_where_it_diverged_and_the_others_go_on() -> None:
+@pytest.mark.parametrize("chunk", [None, 1])  # all members per pass; one (stopped: skipped)
+def test_a_diverged_member_is_frozen_where_it_diverged_and_the_others_go_on(
+    chunk: int | None,
+) -> None:
     spec = _spec(epochs=3)
     configs = [
         TrialConfig(optimizer="adam", lr=10.0, seed=0),  # diverges in its first epoch
@@ -100,7 +103,7 @@ def test_a_diverged_member_is_frozen_where_it_diverged_and_the_others_go_on() ->
             {"status": [m.status for m in state.members], "w": state.member_model_state(0)}
         )
 
-    packed = run_pack(spec, configs, threads=1, dtype=torch.float64, on_epoch=record)
+    packed = run_pack(spec, configs, threads=1, dtype=torch.float64, on_epoch=record, chunk=chunk)
     alone_states: list[dict[str, torch.Tensor]] = []
     for cfg, history in zip(configs, packed, strict=True):
         alone = run_trial(
