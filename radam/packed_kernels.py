@@ -31,6 +31,7 @@ own bucket.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,13 +72,17 @@ class Bucket:
 
     def runs(self) -> list[tuple[int, int]]:
         """The members as half-open ranges of consecutive indices."""
+        return list(self._runs)
+
+    @functools.cached_property
+    def _runs(self) -> tuple[tuple[int, int], ...]:
         out: list[tuple[int, int]] = []
         for k in self.members:
             if out and out[-1][1] == k:
                 out[-1] = (out[-1][0], k + 1)
             else:
                 out.append((k, k + 1))
-        return out
+        return tuple(out)
 
 
 def plan(

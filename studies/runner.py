@@ -47,7 +47,7 @@ from studies import paths
 from studies.errors import ClusterError, StudyStateError
 from studies.pack import PackState, auto_pack_size, pack_result, plan_packs, train_pack
 from studies.results import EPOCH_METRICS, StudyRecord
-from studies.spec import StudySpec, TrialConfig
+from studies.spec import StudySpec, TrialConfig, trial_params
 from studies.trainable import TrialState, train_trial, trial_from_config
 
 
@@ -155,25 +155,6 @@ def _trial_dirname(trial: Any) -> str:
 
 
 # --- recording, in the driver ---------------------------------------------------------------
-
-
-def trial_params(spec: StudySpec, cfg: TrialConfig) -> dict[str, Any]:
-    """The params of a trial's nested run: its grid point, then the settings it trained with."""
-    return {
-        **cfg.model_dump(),
-        "dataset": spec.dataset,
-        "model": spec.model,
-        "epochs": spec.epochs,
-        "batch_size": spec.batch_size,
-        "weight_decay": spec.weight_decay,
-        "momentum": spec.momentum,
-        "betas": list(spec.betas),
-        "eps": spec.eps,
-        "lr_milestones": list(spec.lr_milestones),
-        "lr_gamma": spec.lr_gamma,
-        "train_subset": spec.train_subset,
-        "augment": spec.augment,
-    }
 
 
 class RecordingCallback(tune.Callback):

@@ -379,6 +379,26 @@ class StudySpec(_Strict):
         return json.loads(self.model_dump_json())  # type: ignore[no-any-return]
 
 
+def trial_params(spec: StudySpec, cfg: TrialConfig) -> dict[str, Any]:
+    """The params of a trial's nested MLflow run: its grid point, then the settings it trained
+    with (the runner's and ``robustness import``'s, so both record a trial alike)."""
+    return {
+        **cfg.model_dump(),
+        "dataset": spec.dataset,
+        "model": spec.model,
+        "epochs": spec.epochs,
+        "batch_size": spec.batch_size,
+        "weight_decay": spec.weight_decay,
+        "momentum": spec.momentum,
+        "betas": list(spec.betas),
+        "eps": spec.eps,
+        "lr_milestones": list(spec.lr_milestones),
+        "lr_gamma": spec.lr_gamma,
+        "train_subset": spec.train_subset,
+        "augment": spec.augment,
+    }
+
+
 def spec_error(exc: ValidationError) -> SpecError:
     """A ``SpecError`` from pydantic's error: ``field`` is the first error's dotted path, the
     message lists every error as ``path: reason``."""

@@ -608,6 +608,43 @@ def set_study_status(
         client.log_batch(run_id, tags=tags, synchronous=True)
 
 
+@_wrap_errors
+def set_study_tags(study_id: str, tags: Mapping[str, str], *, tracking_uri: str) -> None:
+    """Extra tags on a study's parent run (e.g. where an imported study ran: ``robustness.
+    source``, ``robustness.device``); values cut to MLflow's limit."""
+    run_id = _parent(tracking_uri, study_id).info.run_id
+    batch = [RunTag(key[:_MAX_KEY], _truncate(str(v), _MAX_TAG_VALUE)) for key, v in tags.items()]
+    _client(tracking_uri).log_batch(run_id, tags=batch, synchronous=True)
+
+
+@_wrap_errors
+def delete_study(study_id: str, *, tracking_uri: str) -> None:
+    """Delete a study's parent run and its trial runs (MLflow's soft delete: they leave every
+    search, so the study is gone for this project; ``mlflow gc`` purges them). For undoing a
+    study that could not be written whole, such as an import interrupted by an MLflow error."""
+    client = _client(tracking_uri)
+    parent = _parent(tracking_uri, study_id)
+    parent_id = parent.info.run_id
+    token: str | None = None
+    while True:
+        page = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'",
+            max_results=_SEARCH_PAGE,
+            page_token=token,
+        )
+        for run in page:
+            client.delete_run(run.info.run_id)
+        token = page.token
+        if not token:
+            break
+    client.delete_run(parent_id)
+    with _lock:
+        _parents.pop((tracking_uri, study_id), None)
+        for key in [k for k in _trial_runs if k[0] == tracking_uri and k[1] == parent_id]:
+            del _trial_runs[key]
+
+
 def _snapshot_is_current(tracking_uri: str, study_id: str) -> bool:
     """This process wrote the study's current snapshot and no trial record since."""
     mark = _snapshot_marks.get((tracking_uri, study_id))

@@ -480,3 +480,31 @@ def test_loading_a_state_of_other_members_or_hyperparameters_fails() -> None:
     ints = [torch.zeros(2, 3, dtype=torch.complex64, requires_grad=True)]
     with pytest.raises(ValueError, match="Invalid impl: 'fused' needs floating point"):
         PackedOptimizer(ints, [_hp("adam", 0.1)] * 2, impl="fused")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_tensors_of_different_dtypes_in_one_pack(impl: Impl) -> None:
+    # A float32 tensor among float64 ones: kernels take one dtype per call, so the pack
+    # groups by dtype as torch's optimizers do; gradients depend on the parameters.
+    hps = [_hp("radam", 1e-2), _hp("adamw", 1e-2), _hp("sgd", 1e-1), _hp("adam", 3e-3)]
+    dtypes = [torch.float64, torch.float32, torch.float64]
+
+    def grads(ps: Sequence[torch.Tensor]) -> None:
+        for p in ps:
+            p.grad = torch.sin(3 * p.detach()) + 0.1 * p.detach()
+
+    gen = torch.Generator().manual_seed(0)
+    stacked = [torch.randn(4, 5, 3, generator=gen).to(d).requires_grad_() for d in dtypes]
+    alone = [[p[k].detach().clone().requires_grad_() for p in stacked] for k in range(4)]
+    opt = PackedOptimizer(stacked, hps, impl=impl)
+    refs = [hp.make(ps) for hp, ps in zip(hps, alone, strict=True)]
+    for _ in range(60):
+        grads(stacked)
+        opt.step([hp.lr for hp in hps])
+        for ref, ps in zip(refs, alone, strict=True):
+            grads(ps)
+            ref.step()
+    for k in range(4):
+        for p, q in zip(stacked, alone[k], strict=True):
+            tol = REL_TOL if p.dtype == torch.float64 else 1e-5
+            assert _rel(p.detach()[k], q.detach()) < tol, (k, p.dtype)
