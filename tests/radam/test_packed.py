@@ -508,3 +508,30 @@ def test_tensors_of_different_dtypes_in_one_pack(impl: Impl) -> None:
         for p, q in zip(stacked, alone[k], strict=True):
             tol = REL_TOL if p.dtype == torch.float64 else 1e-5
             assert _rel(p.detach()[k], q.detach()) < tol, (k, p.dtype)
+
+
+@pytest.mark.parametrize("impl", ["fused", "foreach"])
+def test_sgd_with_a_tensor_that_has_no_gradient_at_the_first_step(impl: Impl) -> None:
+    # torch 2.14.1's fused SGD (make_optimizer's on the CPU) fails when some tensors have a
+    # momentum buffer at a step and others not; the pack starts each tensor's buffer at its
+    # first gradient, as torch's per-tensor SGD does.
+    gen = torch.Generator().manual_seed(0)
+    stacked = [torch.randn(2, 6, generator=gen, dtype=torch.float64).requires_grad_()]
+    stacked.append(torch.randn(2, 3, generator=gen, dtype=torch.float64).requires_grad_())
+    alone = [[p[k].detach().clone().requires_grad_() for p in stacked] for k in range(2)]
+    hps = [_hp("sgd", 0.1, weight_decay=1e-2), _hp("sgd", 0.03, momentum=0.5)]
+    opt = PackedOptimizer(stacked, hps, impl=impl)
+    refs = [  # torch's per-tensor SGD (its CPU default when fused is not asked for)
+        torch.optim.SGD(ps, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        for hp, ps in zip(hps, alone, strict=True)
+    ]
+    for step in range(30):
+        for ps in [stacked, *alone]:
+            for j, p in enumerate(ps):
+                p.grad = None if j == 1 and step < 2 else torch.cos(p.detach()) - 0.5
+        opt.step([hp.lr for hp in hps])
+        for ref in refs:
+            ref.step()
+    for k in range(2):
+        for p, q in zip(stacked, alone[k], strict=True):
+            assert _rel(p.detach()[k], q.detach()) < REL_TOL
