@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run theory test lint typecheck check bench clean
+.PHONY: install run data theory test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -14,14 +14,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job on the embedded default: serve, submit figure6-quick, follow it, print the table.
+# The main job on the embedded default: get its dataset (robustness data fetch), serve, submit
+# figure6-quick, follow it, print the table.
 run: $(STAMP)
 	$(VENV)/bin/robustness quickstart
+
+# Where each dataset is, or how to get it (informational: a missing CIFAR-10 is not an error).
+data: $(STAMP)
+	-$(VENV)/bin/robustness data status
 
 theory: $(STAMP)
 	$(VENV)/bin/robustness theory --out .robustness/theory
 
+# The test tools (postgresql, shellcheck, docker-compose, headless Chromium) first: installed
+# with apt-get where root and missing, else the tests that need them skip.
 test: $(STAMP)
+	scripts/test_deps.sh
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

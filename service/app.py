@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.docs_ui import install_docs
 from service.errors import (
     BadRequestError,
     FigureNotAvailableError,
@@ -26,7 +27,7 @@ from service.errors import (
 )
 from service.routes import health, presets, studies
 from service.runtime import Runtime
-from service.settings import Settings
+from service.settings import Settings, retired_names
 from studies.errors import (
     ClusterError,
     DatasetNotFoundError,
@@ -195,6 +196,8 @@ def install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None, *, start: bool = True) -> FastAPI:
     """The app; with ``start`` its lifespan starts Ray (and the MLflow UI) and stops them."""
     settings = settings or Settings()
+    for warning in retired_names():  # set, but no longer read: say so rather than ignore it
+        log.warning(warning)
     runtime = Runtime(settings)
 
     @asynccontextmanager
@@ -218,7 +221,10 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> FastA
         description="Submit optimizer x learning-rate x warmup x seed studies; they run as Ray "
         "Jobs on Ray Tune, recorded in MLflow; read progress, robustness summaries and figures.",
         lifespan=lifespan,
+        docs_url=None,  # served from packaged files, not a CDN: service.docs_ui
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.runtime = runtime
     app.include_router(health.router)
     app.include_router(presets.router)

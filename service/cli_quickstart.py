@@ -1,7 +1,8 @@
 """``robustness quickstart``: the README's main job in one command.
 
-Brings the service up on the embedded default (a local Ray head, SQLite MLflow and its UI, all
-on loopback), POSTs the ``figure6-quick`` preset, follows it, prints the robustness table and
+Gets the preset's dataset first if it is not there (``robustness data fetch``: torchvision's
+download, else Debian's package as root), then brings the service up on the embedded default (a
+local Ray head, SQLite MLflow and its UI, all on loopback), POSTs the ``figure6-quick`` preset, follows it, prints the robustness table and
 where the figures and the MLflow comparison are, and shuts everything down (``--keep-serving``
 keeps the service, and so the links, up until Ctrl-C).
 """
@@ -18,10 +19,10 @@ from typing import Any
 import httpx
 
 from service.process import ServiceProcess
-from studies import paths
+from studies import data_sources, paths
 from studies.cli.run import add_override_option
-from studies.errors import ClusterError
-from studies.presets import DEFAULT_PRESET, parse_override
+from studies.errors import ClusterError, DatasetNotFoundError
+from studies.presets import DEFAULT_PRESET, apply_overrides, get_preset, parse_override
 from studies.status import StudyStatus
 from studies.summary import StudySummary
 from studies.tables import format_table
@@ -56,9 +57,16 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     overrides = dict(parse_override(text) for text in args.overrides)
-    log_path = paths.home() / "logs" / "quickstart-service.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    dataset = apply_overrides(get_preset(args.preset), overrides).dataset
+    try:
+        where = data_sources.fetch(dataset, say=_say)
+    except DatasetNotFoundError as exc:
+        _say(f"the study needs {dataset}, which could not be fetched: {exc}")
+        return 1
+    _say(f"data: {where.describe()}")
+    log_path = paths.ensure_home() / "logs" / "quickstart-service.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     _say(f"starting the service (Ray head, MLflow UI) ... log: {log_path}")
     service = ServiceProcess(port=args.port, log_path=log_path)
     with service:

@@ -47,8 +47,14 @@ from service.errors import (
 from service.jobs import JobInfo, StudyJobs
 from service.schemas import FigureFormat, FigureName
 from service.settings import Settings
-from studies import figures, report, tracking
-from studies.errors import ClusterError, RobustnessError, StudyNotFoundError, StudyStateError
+from studies import data_sources, figures, report, tracking
+from studies.errors import (
+    ClusterError,
+    DatasetUnavailableError,
+    RobustnessError,
+    StudyNotFoundError,
+    StudyStateError,
+)
 from studies.results import StudyRecord, TrialRecord
 from studies.spec import StudySpec
 from studies.status import (
@@ -111,7 +117,18 @@ class StudyService:
 
     # ---- create -------------------------------------------------------------------------
 
+    def check_data(self, spec: StudySpec) -> None:
+        """On the embedded default the trials run here: a dataset not found here is refused
+        before anything is recorded. On a cluster the workers' data is out of sight; the
+        study's driver checks it before any trial starts (``robustness run --study-id``)."""
+        if not self.settings.embedded:
+            return
+        where = data_sources.locate(spec.dataset, data_dir=self.settings.resolved_data_dir)
+        if not where.found:
+            raise DatasetUnavailableError(where.hint)
+
     def create(self, spec: StudySpec, *, idempotency_key: str | None = None) -> StudyView:
+        self.check_data(spec)
         study_id = study_id_for_key(idempotency_key) if idempotency_key else uuid.uuid4().hex
         if idempotency_key:  # a replay needs no lock: the record exists and never goes away
             replay = self._replay(study_id, spec)

@@ -4,8 +4,14 @@ Names are the environment variables (case-insensitive): ``RAY_ADDRESS`` (unset: 
 starts its own single-node Ray head on 127.0.0.1), ``MLFLOW_TRACKING_URI`` (unset: SQLite in the
 project home), ``MLFLOW_UI_URL`` (for links; unset on the embedded default: the service starts an
 MLflow UI on loopback over the same store), ``API_TOKEN`` (bearer token for POST and cancel),
-``DATA_DIR`` and ``ROBUSTNESS_HOME`` (where datasets and records live; never taken from a
-request), the limits, and the embedded head's ``RAY_NUM_CPUS`` and ``RAY_NICENESS``.
+``ROBUSTNESS_HOME`` and ``ROBUSTNESS_DATA_DIR`` (where records and datasets live; never taken
+from a request), and the embedded head's ``RAY_NUM_CPUS`` and ``RAY_NICENESS``.
+
+Every setting has one name, shared with the engine and the CLI where they read it too: the
+limits are ``ROBUSTNESS_MAX_TRIALS`` (also read by ``studies.spec`` and ``robustness run``),
+``ROBUSTNESS_MAX_ACTIVE_STUDIES``, ``ROBUSTNESS_MAX_BODY_BYTES``, ``ROBUSTNESS_PAGE_LIMIT``
+and ``ROBUSTNESS_RETRY_AFTER_S`` (``LIMITS``). The names used before (``MAX_TRIALS``,
+``DATA_DIR``, ...) are not read; ``retired_names`` lists any still set, and the service warns.
 """
 
 from __future__ import annotations
@@ -18,9 +24,38 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from studies.admission import DEFAULT_MAX_TRIALS
+from studies.admission import DEFAULT_MAX_TRIALS, MAX_TRIALS_ENV
 
 LOOPBACK_HOSTS: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
+
+#: field -> its one environment name, for the settings whose name is not the field's own
+LIMITS: dict[str, str] = {
+    "max_trials": MAX_TRIALS_ENV,
+    "max_active_studies": "ROBUSTNESS_MAX_ACTIVE_STUDIES",
+    "max_body_bytes": "ROBUSTNESS_MAX_BODY_BYTES",
+    "retry_after_s": "ROBUSTNESS_RETRY_AFTER_S",
+    "page_limit": "ROBUSTNESS_PAGE_LIMIT",
+}
+DATA_DIR_ENV = "ROBUSTNESS_DATA_DIR"
+#: names this service read before they were unified, and the name that replaced each
+RETIRED: dict[str, str] = {
+    "MAX_TRIALS": MAX_TRIALS_ENV,
+    "MAX_ACTIVE_STUDIES": LIMITS["max_active_studies"],
+    "MAX_BODY_BYTES": LIMITS["max_body_bytes"],
+    "RETRY_AFTER_S": LIMITS["retry_after_s"],
+    "PAGE_LIMIT": LIMITS["page_limit"],
+    "DATA_DIR": DATA_DIR_ENV,
+}
+
+
+def retired_names(environ: dict[str, str] | None = None) -> list[str]:
+    """A sentence for each retired name still set in the environment."""
+    env = dict(os.environ) if environ is None else environ
+    return [
+        f"{old} is no longer read; set {new} instead"
+        for old, new in RETIRED.items()
+        if env.get(old) and not env.get(new)
+    ]
 
 
 def is_loopback(host: str) -> bool:
@@ -34,6 +69,8 @@ def is_loopback(host: str) -> bool:
 
 
 class Settings(BaseSettings):
+    # No populate_by_name: pydantic-settings would then read the field names (MAX_TRIALS)
+    # from the environment too, two names for one setting.
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
     # Where things run and are recorded
@@ -42,18 +79,28 @@ class Settings(BaseSettings):
     mlflow_ui_url: str | None = None  # base URL of the MLflow UI, for links
     mlflow_ui: bool = True  # embedded default: start an MLflow UI on loopback
     robustness_home: Path = Path(".robustness")
-    data_dir: Path | None = None  # None: <home>/data
+    data_dir: Path | None = Field(default=None, validation_alias=DATA_DIR_ENV)  # None: <home>/data
     experiment: str = "robustness"
 
     # Safety
     api_token: SecretStr | None = None  # bearer token for POST /studies and cancel
 
     # Limits
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024)  # bytes per request body
-    max_trials: int = Field(default=DEFAULT_MAX_TRIALS, ge=1)  # trials per study
-    max_active_studies: int = Field(default=4, ge=1)  # queued + running at once
-    retry_after_s: int = Field(default=30, ge=1)  # seconds, sent with 429
-    page_limit: int = Field(default=100, ge=1)  # studies per page, at most
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, validation_alias=LIMITS["max_body_bytes"]
+    )  # bytes per request body
+    max_trials: int = Field(
+        default=DEFAULT_MAX_TRIALS, ge=1, validation_alias=LIMITS["max_trials"]
+    )  # trials per study
+    max_active_studies: int = Field(
+        default=4, ge=1, validation_alias=LIMITS["max_active_studies"]
+    )  # queued + running at once
+    retry_after_s: int = Field(
+        default=30, ge=1, validation_alias=LIMITS["retry_after_s"]
+    )  # seconds, sent with 429
+    page_limit: int = Field(
+        default=100, ge=1, validation_alias=LIMITS["page_limit"]
+    )  # studies per page, at most
 
     # The reconciler (service.reconciler): how often it compares records with Ray's jobs, and
     # how many times a study whose driver died is resubmitted before it is failed
@@ -112,7 +159,7 @@ class Settings(BaseSettings):
             env["ROBUSTNESS_HOME"] = str(self.home)
         if self.embedded or "data_dir" in self.model_fields_set:
             env["ROBUSTNESS_DATA_DIR"] = str(self.resolved_data_dir)
-        for name in ("ROBUSTNESS_STORAGE", "ROBUSTNESS_OPTUNA_STORAGE", "ROBUSTNESS_MAX_TRIALS"):
+        for name in ("ROBUSTNESS_STORAGE", "ROBUSTNESS_OPTUNA_STORAGE", "ROBUSTNESS_DOWNLOAD"):
             if os.environ.get(name):  # shared storage a cluster's nodes reach
                 env[name] = os.environ[name]
         return env

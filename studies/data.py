@@ -21,10 +21,13 @@ Claims (each checked in ``tests/studies/test_data.py``):
   after normalisation, exactly what cropping before ``Normalize`` gives.
 - ``fashion_mnist`` is read from IDX files (raw or ``.gz``) in torchvision's layout
   ``<data_dir>/fashion_mnist/FashionMNIST/raw/``, else from Debian's ``dataset-fashion-mnist``
-  package (``studies.paths.DEBIAN_FASHION_MNIST``). ``digits`` is scikit-learn's bundled
+  package (``studies.paths.debian_fashion_mnist()``). ``digits`` is scikit-learn's bundled
   8x8 digits (as ``load_digits`` returns them) with a fixed stratified 80/20 split (seed 0).
-- A dataset that is not there raises ``DatasetNotFoundError`` saying where its files go.
-  Downloads happen only when asked (``download=True`` or ``$ROBUSTNESS_DOWNLOAD=1``).
+- Where a dataset is looked for, in which order, and how it is fetched or imported is
+  ``studies.data_sources``; a dataset that is not there raises ``DatasetNotFoundError`` with
+  the message ``robustness data status`` prints. Loading downloads only when asked
+  (``download=True``): trials run in parallel and must not race to write the same folder,
+  so ``robustness run`` and the quickstart fetch once, before any trial starts.
 """
 
 from __future__ import annotations
@@ -44,10 +47,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from studies import paths
+from studies import data_sources, paths
+from studies.data_sources import DATASETS, FASHION_MNIST_FILES, IMAGE_SUFFIXES
 from studies.errors import DatasetNotFoundError, SpecError
 
-DATASETS: tuple[str, ...] = ("cifar10", "fashion_mnist", "digits")
+__all__ = ["DATASETS", "FASHION_MNIST_FILES", "Dataset", "batches", "load_dataset"]
 
 CIFAR10_MEAN: tuple[float, ...] = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
@@ -68,17 +72,8 @@ FASHION_MNIST_MEAN: tuple[float, ...] = (0.2860,)
 FASHION_MNIST_STD: tuple[float, ...] = (0.3530,)
 
 CROP_PADDING = 4  # pixels, each side, as in the authors' RandomCrop(32, padding=4)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # what the image-folder layout may hold
 CACHE_VERSION = 1  # bump when the cache file's content changes meaning
 SUBSET_SEED = 0  # the fixed order of image-folder training images, and the digits split
-
-SHARED_CIFAR_TAR = "../shared/data/cifar10-jpeg75/cifar10-jpeg75.tar.gz"
-FASHION_MNIST_FILES: dict[str, str] = {
-    "train_x": "train-images-idx3-ubyte",
-    "train_y": "train-labels-idx1-ubyte",
-    "test_x": "t10k-images-idx3-ubyte",
-    "test_y": "t10k-labels-idx1-ubyte",
-}
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -133,25 +128,27 @@ def load_dataset(
     data_dir: str | os.PathLike[str] | None = None,
     train_subset: int | None = None,
     device: str | torch.device = "cpu",
-    download: bool | None = None,
+    download: bool = False,
 ) -> Dataset:
     """Load dataset ``name`` (one of ``DATASETS``) whole onto ``device``.
 
     ``train_subset=N`` keeps the first N training examples (all of them if N is larger).
-    ``download`` (default: ``$ROBUSTNESS_DOWNLOAD`` is 1/true/yes) lets torchvision fetch a
-    missing CIFAR-10 or Fashion-MNIST; without it a missing dataset is an error.
+    ``download`` fetches a missing dataset first (``data_sources.fetch``: torchvision's
+    download, then Debian's package for Fashion-MNIST); without it a missing dataset is an
+    error that says how to get it.
     """
     if name not in DATASETS:
         raise SpecError(f"unknown dataset {name!r}; expected one of {DATASETS}", field="dataset")
     if train_subset is not None and train_subset < 1:
         raise SpecError(f"must be a positive number, got {train_subset}", field="train_subset")
     root = Path(data_dir) if data_dir is not None else paths.data_dir()
-    allow_download = _download_allowed() if download is None else download
+    if download and name != "digits":
+        data_sources.fetch(name, data_dir=root)
     if name == "cifar10":
-        raw = _load_cifar10(root / "cifar10", download=allow_download)
+        raw = _load_cifar10(root)
         mean, std, augment = CIFAR10_MEAN, CIFAR10_STD, True
     elif name == "fashion_mnist":
-        raw = _load_fashion_mnist(root / "fashion_mnist", download=allow_download)
+        raw = _load_fashion_mnist(root)
         mean, std, augment = FASHION_MNIST_MEAN, FASHION_MNIST_STD, False
     else:
         return _load_digits(train_subset=train_subset, device=device)
@@ -248,32 +245,14 @@ def augment_batch(
 # --- CIFAR-10 -----------------------------------------------------------------------------
 
 
-def _load_cifar10(cifar_dir: Path, *, download: bool) -> _RawImages:
-    batches_dir = _find_cifar_batches(cifar_dir)
+def _load_cifar10(root: Path) -> _RawImages:
+    cifar_dir = root / "cifar10"
+    batches_dir = data_sources.find_cifar_batches(cifar_dir)
     if batches_dir is not None:
         return _read_cifar_batches(batches_dir)
-    if (cifar_dir / "train").is_dir() and (cifar_dir / "test").is_dir():
+    if data_sources.find_image_folders(cifar_dir) is not None:
         return _read_cifar_image_folders(cifar_dir)
-    if download:
-        _download_torchvision("CIFAR10", cifar_dir)
-        found = _find_cifar_batches(cifar_dir)
-        if found is not None:
-            return _read_cifar_batches(found)
-    raise DatasetNotFoundError(
-        f"CIFAR-10 not found in {cifar_dir}. Put it there in either layout: image folders "
-        f"{cifar_dir}/train/<class>/*.jpg and {cifar_dir}/test/<class>/*.jpg (e.g. "
-        f"`mkdir -p {cifar_dir} && tar -xzf {SHARED_CIFAR_TAR} -C {cifar_dir}`), or "
-        f"torchvision's {cifar_dir}/cifar-10-batches-py/ (data_batch_1..5, test_batch; "
-        "set ROBUSTNESS_DOWNLOAD=1 to let torchvision download it). "
-        "ROBUSTNESS_DATA_DIR moves the data directory."
-    )
-
-
-def _find_cifar_batches(cifar_dir: Path) -> Path | None:
-    for candidate in (cifar_dir / "cifar-10-batches-py", cifar_dir):
-        if (candidate / "data_batch_1").is_file() and (candidate / "test_batch").is_file():
-            return candidate
-    return None
+    raise DatasetNotFoundError(data_sources.locate("cifar10", data_dir=root).hint)
 
 
 def _read_cifar_batches(batches_dir: Path) -> _RawImages:
@@ -428,36 +407,12 @@ def _write_cache(cache_file: Path, key: str, raw: _RawImages) -> None:
 # --- Fashion-MNIST ------------------------------------------------------------------------
 
 
-def _load_fashion_mnist(fm_dir: Path, *, download: bool) -> _RawImages:
-    candidates = [fm_dir / "FashionMNIST" / "raw", fm_dir, paths.DEBIAN_FASHION_MNIST]
-    for candidate in candidates:
-        found = _find_idx_files(candidate)
+def _load_fashion_mnist(root: Path) -> _RawImages:
+    for candidate in data_sources.fashion_mnist_candidates(root):
+        found = data_sources.find_idx_files(candidate)
         if found is not None:
             return _read_idx_set(found)
-    if download:
-        _download_torchvision("FashionMNIST", fm_dir)
-        found = _find_idx_files(fm_dir / "FashionMNIST" / "raw")
-        if found is not None:
-            return _read_idx_set(found)
-    raise DatasetNotFoundError(
-        f"Fashion-MNIST not found in {fm_dir}/FashionMNIST/raw/ nor in "
-        f"{paths.DEBIAN_FASHION_MNIST}. Install Debian's package "
-        "(`apt-get install dataset-fashion-mnist`), or put the four IDX files "
-        f"({', '.join(f + '[.gz]' for f in FASHION_MNIST_FILES.values())}) in "
-        f"{fm_dir}/FashionMNIST/raw/ (ROBUSTNESS_DOWNLOAD=1 lets torchvision download them)."
-    )
-
-
-def _find_idx_files(directory: Path) -> dict[str, Path] | None:
-    found: dict[str, Path] = {}
-    for role, stem in FASHION_MNIST_FILES.items():
-        for name in (stem, f"{stem}.gz"):
-            if (directory / name).is_file():
-                found[role] = directory / name
-                break
-        else:
-            return None
-    return found
+    raise DatasetNotFoundError(data_sources.locate("fashion_mnist", data_dir=root).hint)
 
 
 def _read_idx_set(files: dict[str, Path]) -> _RawImages:
@@ -577,20 +532,3 @@ def _generator_device(generator: torch.Generator | None) -> torch.device:
 def _check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
         raise SpecError(f"must be a positive number, got {batch_size}", field="batch_size")
-
-
-def _download_allowed() -> bool:
-    return os.environ.get("ROBUSTNESS_DOWNLOAD", "").strip().lower() in {"1", "true", "yes"}
-
-
-def _download_torchvision(dataset: str, root: Path) -> None:
-    """Let torchvision fetch ``dataset`` into ``root`` (its own layout); a failed download
-    (no network) becomes a ``DatasetNotFoundError`` below, with the manual instructions."""
-    import torchvision.datasets
-
-    cls = getattr(torchvision.datasets, dataset)
-    try:
-        for train in (True, False):
-            cls(root=str(root), train=train, download=True)
-    except Exception as exc:
-        warnings.warn(f"downloading {dataset} into {root} failed: {exc}", stacklevel=3)

@@ -27,6 +27,19 @@ class DatasetNotFoundError(RobustnessError, FileNotFoundError):
     """A dataset's files are not where they should be; the message says where they go."""
 
 
+class DatasetUnavailableError(SpecError, DatasetNotFoundError):
+    """A study names a dataset that is not where the study would run; ``field`` is
+    ``"dataset"`` and the message is the one ``robustness data status`` prints, unprefixed."""
+
+    def __init__(self, message: str) -> None:
+        RobustnessError.__init__(self, message)
+        self.field = "dataset"
+
+
+class DataArchiveError(RobustnessError):
+    """An archive given to ``robustness data import`` is unreadable or holds no such dataset."""
+
+
 class StudyNotFoundError(RobustnessError, LookupError):
     """No study has this id."""
 

@@ -48,8 +48,9 @@ from ray.tune.logger import JsonLoggerCallback
 
 from studies import paths
 from studies.errors import ClusterError, StudyStateError
+from studies.pack import PackState, auto_pack_size, pack_result, plan_packs, train_pack
 from studies.results import EPOCH_METRICS, StudyRecord
-from studies.spec import StudySpec, TrialConfig
+from studies.spec import StudySpec, TrialConfig, trial_params
 from studies.status import COUNTED_TRIAL
 from studies.trainable import TrialState, train_trial, trial_from_config
 
@@ -125,9 +126,32 @@ class _TuneSession:
             return TrialState.read(directory)
 
 
+class _TunePackSession:
+    """Reports and checkpoints a pack's epochs through Ray Tune: one result per epoch holding
+    every member's row and status (``studies.pack.pack_result``), one checkpoint holding every
+    member's state."""
+
+    def report(self, rows: list[dict[str, Any] | None], state: PackState) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="pack-state-") as tmp:
+            state.save(tmp)
+            tune.report(pack_result(rows, state), checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    def restore(self) -> dict[str, Any] | None:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as directory:
+            return PackState.read(directory)
+
+
 def tune_trainable(config: dict[str, Any]) -> None:
-    """The function trainable handed to Tune."""
-    train_trial(config, session=_TuneSession())
+    """The function trainable handed to Tune: a pack (``config["pack"]``) or one trial."""
+    if "pack" in config:
+        train_pack(config, session=_TunePackSession())
+    else:
+        train_trial(config, session=_TuneSession())
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -135,25 +159,6 @@ def _trial_dirname(trial: Any) -> str:
 
 
 # --- recording, in the driver ---------------------------------------------------------------
-
-
-def trial_params(spec: StudySpec, cfg: TrialConfig) -> dict[str, Any]:
-    """The params of a trial's nested run: its grid point, then the settings it trained with."""
-    return {
-        **cfg.model_dump(),
-        "dataset": spec.dataset,
-        "model": spec.model,
-        "epochs": spec.epochs,
-        "batch_size": spec.batch_size,
-        "weight_decay": spec.weight_decay,
-        "momentum": spec.momentum,
-        "betas": list(spec.betas),
-        "eps": spec.eps,
-        "lr_milestones": list(spec.lr_milestones),
-        "lr_gamma": spec.lr_gamma,
-        "train_subset": spec.train_subset,
-        "augment": spec.augment,
-    }
 
 
 class RecordingCallback(tune.Callback):
@@ -182,6 +187,12 @@ class RecordingCallback(tune.Callback):
         self.recorded_epochs: dict[str, int] = {}
         self.recorded_done: set[str] = set()
         self.replayed: set[str] = set()  # Tune trials of a key already recorded as done
+        # Packs: each member has its own nested run, keyed by its grid point's key.
+        self.packs: set[str] = set()  # Tune trial ids of packs started here
+        self.member_runs: dict[str, str] = {}  # member key -> MLflow run id
+        self.member_last_epoch: dict[str, int] = {}
+        self.member_last_row: dict[str, dict[str, Any]] = {}
+        self.members_ended: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -203,6 +214,7 @@ class RecordingCallback(tune.Callback):
                 self.recorded_done.add(record.trial_id)
                 setattr(self.progress, record.status, getattr(self.progress, record.status) + 1)
                 self._offer_best(record.trial_id, record.final_acc)
+                self.members_ended.add(record.trial_id)  # a restored pack does not redo it
 
     @property
     def store(self) -> tracking.StudyStore:
@@ -226,6 +238,9 @@ class RecordingCallback(tune.Callback):
     # Tune's hooks (all in the driver).
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if "pack" in trial.config:
+            self._start_pack(trial)
+            return
         # Tune calls this again when it retries a crashed trial (FailureConfig): the run is
         # reopened, but the trial was counted when it first started and is still running
         retried = trial.trial_id in self.run_ids or trial.trial_id in self.replayed
@@ -248,6 +263,9 @@ class RecordingCallback(tune.Callback):
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
+        if "members" in result:
+            self._pack_result(result)
+            return
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None or "epoch" not in result:
             return
@@ -263,7 +281,69 @@ class RecordingCallback(tune.Callback):
         self._offer_best(self.keys[trial.trial_id], metrics.get("test_acc"))
         self._show()
 
+    # Packs: one Tune trial, a nested run per member.
+
+    def _start_pack(self, trial: Any) -> None:
+        # A retried pack (FailureConfig) reopens its members' runs; they were counted once.
+        retried = trial.trial_id in self.packs
+        self.packs.add(trial.trial_id)
+        opened = 0
+        for raw in trial.config["pack"]:
+            cfg = TrialConfig.model_validate(raw)
+            if cfg.key in self.members_ended:
+                continue
+            self.member_last_epoch.setdefault(cfg.key, self.recorded_epochs.get(cfg.key, 0))
+            self.member_runs[cfg.key] = self.store.start_trial(
+                self.study_id, cfg.key, trial_params(self.spec, cfg)
+            )
+            opened += 1
+        if not retried:
+            self.progress.running += opened
+            self.progress.started += opened
+        self._show()
+
+    def _pack_result(self, result: dict[str, Any]) -> None:
+        for entry in result["members"]:
+            key = str(entry["key"])
+            run_id = self.member_runs.get(key)
+            if run_id is None or key in self.members_ended:
+                continue
+            row = entry.get("row")
+            if row is not None and int(row["epoch"]) > self.member_last_epoch.get(key, 0):
+                epoch = int(row["epoch"])
+                self.member_last_epoch[key] = epoch
+                self.member_last_row[key] = row
+                metrics = {name: float(row[name]) for name in EPOCH_METRICS if name in row}
+                self.store.log_epoch(run_id, epoch, metrics)
+                self._offer_best(key, metrics.get("test_acc"))
+            if entry["status"] != "running":
+                self._end_member(key, str(entry["status"]))
+        self._show()
+
+    def _end_member(self, key: str, status: str) -> None:
+        if key in self.members_ended or key not in self.member_runs:
+            return
+        self.members_ended.add(key)
+        last = self.member_last_row.get(key, {})
+        self.store.end_trial(
+            self.member_runs[key],
+            status,
+            node=last.get("node"),
+            train_seconds=last.get("train_seconds"),
+        )
+        self.progress.running = max(0, self.progress.running - 1)
+        setattr(self.progress, status, getattr(self.progress, status) + 1)
+
+    def _end_pack(self, trial: Any, status: str) -> None:
+        """The pack's trial ended: members still open end with ``status``."""
+        for raw in trial.config["pack"]:
+            self._end_member(TrialConfig.model_validate(raw).key, status)
+        self._show()
+
     def _end(self, trial: Any, status: str) -> None:
+        if "pack" in trial.config:
+            self._end_pack(trial, status)
+            return
         if trial.trial_id in self.ended or trial.trial_id in self.replayed:
             return
         self.ended.add(trial.trial_id)
@@ -281,7 +361,10 @@ class RecordingCallback(tune.Callback):
         self._show()
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._end(trial, "diverged" if trial.trial_id in self.diverged else "finished")
+        # a pack's members have ended with their own statuses; one still open did not get
+        # to its last epoch, so it is not finished
+        status = "failed" if "pack" in trial.config else None
+        self._end(trial, status or ("diverged" if trial.trial_id in self.diverged else "finished"))
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._end(trial, "failed")
@@ -346,14 +429,28 @@ def build_tuner(
     data_dir: str | None,
     skip_keys: frozenset[str] = frozenset(),
     trainable_fn: TrainableFn = tune_trainable,
+    pack_size: int = 1,
 ) -> tune.Tuner:
     """A fresh Tuner for the study; grid points in ``skip_keys`` (already recorded) are left
-    out. ``trainable_fn`` is the function Tune runs per trial (see ``run_study``)."""
+    out. ``trainable_fn`` is the function Tune runs per trial (see ``run_study``); with
+    ``pack_size`` > 1 a grid's points go in packs of at most that many, one Tune trial each
+    (``studies.pack``)."""
     trainable = _with_resources(trainable_fn, spec)
     constants: dict[str, Any] = {"spec": spec.to_dict(), "data_dir": data_dir}
-    if spec.search.kind == "grid":
+    if spec.search.kind == "grid" and pack_size > 1:
+        todo = [c for c in spec.trial_configs() if c.key not in skip_keys]
+        packs = [[c.model_dump() for c in pack] for pack in plan_packs(todo, pack_size)]
+        param_space: dict[str, Any] = {**constants, "pack": tune.grid_search(packs)}
+        tune_config = tune.TuneConfig(
+            metric="objective",
+            mode="max",
+            reuse_actors=True,
+            max_concurrent_trials=spec.max_concurrent_trials,
+            trial_dirname_creator=_trial_dirname,
+        )
+    elif spec.search.kind == "grid":
         points = [c.model_dump() for c in spec.trial_configs() if c.key not in skip_keys]
-        param_space: dict[str, Any] = {**constants, "trial": tune.grid_search(points)}
+        param_space = {**constants, "trial": tune.grid_search(points)}
         tune_config = tune.TuneConfig(
             metric="objective",
             mode="max",
@@ -453,6 +550,24 @@ def check_cluster(spec: StudySpec) -> None:
         )
 
 
+def resolve_pack_size(spec: StudySpec, *, pending: int) -> int:
+    """The spec's ``pack_size``, with ``auto`` decided for this cluster: the pending grid
+    points spread over the trials the cluster runs at once (``studies.pack.auto_pack_size``).
+    Optuna studies run one configuration per trial."""
+    if spec.search.kind != "grid":
+        return 1
+    if spec.pack_size != "auto":
+        return spec.pack_size
+    available = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    want = spec.resources_per_trial
+    slots = int(float(available.get("CPU", 1)) // want.cpu)
+    if want.gpu > 0:
+        slots = min(slots, int(float(available.get("GPU", 0)) // want.gpu))
+    if spec.max_concurrent_trials is not None:
+        slots = min(slots, spec.max_concurrent_trials)
+    return auto_pack_size(pending, slots=max(1, slots), gpu=want.gpu > 0)
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """SIGTERM (``ray job stop``, a container stop) ends the study as Ctrl-C does: Tune saves
@@ -534,6 +649,7 @@ def run_study(
                     data_dir=data,
                     skip_keys=done,
                     trainable_fn=trainable_fn,
+                    pack_size=resolve_pack_size(spec, pending=spec.num_trials - len(done)),
                 )
             tuner.fit()
     except BaseException as exc:

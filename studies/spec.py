@@ -216,6 +216,9 @@ class StudySpec(_Strict):
     resources_per_trial: Resources = Field(default_factory=Resources)
     max_concurrent_trials: int | None = Field(default=None, ge=1)  # None: as resources allow
     max_failures: int = Field(default=1, ge=0)  # retries of a crashed trial (not a diverged one)
+    # Grid points trained as one program in one Tune trial (studies.pack): 1, one trial per
+    # point; "auto", as many as help (the runner decides from the cluster). Grid search only.
+    pack_size: int | Literal["auto"] = 1
 
     @field_validator("optimizers")
     @classmethod
@@ -233,6 +236,16 @@ class StudySpec(_Strict):
         if any(b <= a for a, b in itertools.pairwise(milestones)):
             raise ValueError(f"lr_milestones must increase, got {milestones}")
         return milestones
+
+    @field_validator("pack_size", mode="before")
+    @classmethod
+    def _pack_size_valid(cls, value: Any) -> Any:
+        # one message for both arms of the union (pydantic would list an error per arm)
+        if value == "auto" or (
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        ):
+            return value
+        raise ValueError(f"must be an integer >= 1 or 'auto', got {value!r}")
 
     @field_validator("betas")
     @classmethod
@@ -274,6 +287,12 @@ class StudySpec(_Strict):
             raise SpecError(
                 f"{self.lr_milestones} must be epoch indices below epochs ({self.epochs})",
                 field="lr_milestones",
+            )
+        if self.search.kind != "grid" and isinstance(self.pack_size, int) and self.pack_size > 1:
+            raise SpecError(
+                f"packs of {self.pack_size} apply to grid search only; with search "
+                f"{self.search.kind!r} every trial runs on its own (pack_size: 1 or auto)",
+                field="pack_size",
             )
         return self
 
@@ -342,9 +361,10 @@ class StudySpec(_Strict):
         return spec
 
     @classmethod
-    def from_json_cached(cls, text: str) -> StudySpec:
-        """The spec of a JSON text, parsed once per process (Tune's workers and callbacks
-        receive the study's spec as JSON, once per trial)."""
+    def from_json_cached(cls, data: str | Mapping[str, Any]) -> StudySpec:
+        """The spec of a JSON text (or its dict), parsed once per process: Tune's workers and
+        callbacks receive the study's spec as JSON, once per trial."""
+        text = data if isinstance(data, str) else json.dumps(data, sort_keys=True)
         return _parse_cached(text)
 
     def to_json(self) -> str:
@@ -352,6 +372,26 @@ class StudySpec(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())  # type: ignore[no-any-return]
+
+
+def trial_params(spec: StudySpec, cfg: TrialConfig) -> dict[str, Any]:
+    """The params of a trial's nested MLflow run: its grid point, then the settings it trained
+    with (the runner's and ``robustness import``'s, so both record a trial alike)."""
+    return {
+        **cfg.model_dump(),
+        "dataset": spec.dataset,
+        "model": spec.model,
+        "epochs": spec.epochs,
+        "batch_size": spec.batch_size,
+        "weight_decay": spec.weight_decay,
+        "momentum": spec.momentum,
+        "betas": list(spec.betas),
+        "eps": spec.eps,
+        "lr_milestones": list(spec.lr_milestones),
+        "lr_gamma": spec.lr_gamma,
+        "train_subset": spec.train_subset,
+        "augment": spec.augment,
+    }
 
 
 def spec_error(exc: ValidationError) -> SpecError:

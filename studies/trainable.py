@@ -31,7 +31,6 @@ session that reports and checkpoints through Ray Tune.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import random
@@ -174,11 +173,17 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def build_state(
-    spec: StudySpec, trial: TrialConfig, ds: Dataset, *, device: torch.device
-) -> TrialState:
-    from radam.factory import make_optimizer
-    from radam.schedules import lr_lambda
+def init_model(
+    spec: StudySpec,
+    trial: TrialConfig,
+    ds: Dataset,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> tuple[nn.Module, torch.Generator]:
+    """The trial's network, initialised from its seed, and the generator of its batch order and
+    augmentation (seeded alike): what ``build_state`` and the pack runner (``studies.pack``)
+    share, so that a packed member starts exactly where its own trial would."""
     from studies.models import build_model
 
     generator = seed_everything(trial.seed)
@@ -187,7 +192,36 @@ def build_state(
         num_classes=ds.num_classes,
         in_channels=ds.in_channels,
         image_size=ds.image_size,
-    ).to(device)
+    ).to(device=device, dtype=dtype)
+    return model, generator
+
+
+def trial_schedule(spec: StudySpec, trial: TrialConfig, ds: Dataset) -> Callable[[int], float]:
+    """The trial's lr factor per iteration (warmup x step decay), for ``LambdaLR``."""
+    from radam.schedules import lr_lambda
+
+    return lr_lambda(
+        warmup=trial.warmup,
+        warmup_steps=trial.warmup_steps,
+        base_lr=trial.lr,
+        beta2=spec.betas[1],
+        steps_per_epoch=steps_per_epoch(ds, spec.batch_size),
+        milestones=spec.lr_milestones,
+        gamma=spec.lr_gamma,
+    )
+
+
+def build_state(
+    spec: StudySpec,
+    trial: TrialConfig,
+    ds: Dataset,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> TrialState:
+    from radam.factory import make_optimizer
+
+    model, generator = init_model(spec, trial, ds, device=device, dtype=dtype)
     if device.type == "cuda" and ds.train_x.dim() == 4:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(
@@ -199,17 +233,16 @@ def build_state(
         betas=spec.betas,
         eps=spec.eps,
     )
-    schedule = lr_lambda(
-        warmup=trial.warmup,
-        warmup_steps=trial.warmup_steps,
-        base_lr=trial.lr,
-        beta2=spec.betas[1],
-        steps_per_epoch=steps_per_epoch(ds, spec.batch_size),
-        milestones=spec.lr_milestones,
-        gamma=spec.lr_gamma,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, trial_schedule(spec, trial, ds))
     return TrialState(model, optimizer, scheduler, generator)
+
+
+def cast_dataset(ds: Dataset, dtype: torch.dtype | None) -> Dataset:
+    """``ds`` with its images in ``dtype`` (None: as loaded, float32). float64 is for checks
+    of exactness (a pack against its members' own trials), not for studies."""
+    if dtype is None or ds.train_x.dtype == dtype:
+        return ds
+    return dataclasses.replace(ds, train_x=ds.train_x.to(dtype), test_x=ds.test_x.to(dtype))
 
 
 def evaluate(model: nn.Module, ds: Dataset, *, device: torch.device) -> tuple[float, float]:
@@ -217,9 +250,9 @@ def evaluate(model: nn.Module, ds: Dataset, *, device: torch.device) -> tuple[fl
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    with torch.inference_mode(), _autocast(device):
+    with torch.inference_mode(), autocast_for(device):
         for x, y in batches(ds, batch_size=EVAL_BATCH_SIZE, train=False):
-            logits = model(_layout(x, device)).float()
+            logits = as_float(model(_layout(x, device)))
             loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(dim=1) == y).sum()
     n = ds.num_test
@@ -236,14 +269,15 @@ def run_trial(
     resume_from: Mapping[str, Any] | None = None,
     on_epoch: OnEpoch | None = None,
     epochs: int | None = None,  # stop after this epoch (default: spec.epochs)
+    dtype: torch.dtype | None = None,  # parameters and images; None: float32
 ) -> list[dict[str, Any]]:
     """Train ``trial`` of ``spec``; return the per-epoch metrics (``EPOCH_KEYS``) of the epochs
     run here (after ``resume_from``'s epoch). Stops early, at once, when the loss diverges."""
     if threads is not None:
         torch.set_num_threads(max(1, threads))
     device = pick_device(gpus)
-    ds = get_dataset(spec, data_dir=data_dir, device=device)
-    state = build_state(spec, trial, ds, device=device)
+    ds = cast_dataset(get_dataset(spec, data_dir=data_dir, device=device), dtype)
+    state = build_state(spec, trial, ds, device=device, dtype=dtype)
     if resume_from is not None:
         state.load_state_dict(resume_from)
     node = node_name()
@@ -290,14 +324,15 @@ def _train_epoch(
     model, optimizer, scheduler = state.model, state.optimizer, state.scheduler
     limit = spec.divergence_loss if spec.divergence_loss is not None else math.inf
     model.train()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float32)
-    loss_max = torch.zeros((), device=device, dtype=torch.float32)  # NaN propagates
+    dtype = loss_dtype(ds)
+    loss_sum = torch.zeros((), device=device, dtype=dtype)
+    loss_max = torch.zeros((), device=device, dtype=dtype)  # NaN propagates
     steps = 0
     lr = float(optimizer.param_groups[0]["lr"])
     for x, y in batches(ds, batch_size=spec.batch_size, generator=state.generator):
         lr = float(optimizer.param_groups[0]["lr"])
-        with _autocast(device):
-            loss = nn.functional.cross_entropy(model(_layout(x, device)).float(), y)
+        with autocast_for(device):
+            loss = nn.functional.cross_entropy(as_float(model(_layout(x, device))), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
@@ -315,7 +350,17 @@ def _train_epoch(
     return mean, lr, not math.isfinite(worst) or worst > limit
 
 
-def _autocast(device: torch.device) -> torch.autocast:
+def as_float(logits: torch.Tensor) -> torch.Tensor:
+    """bf16 logits (autocast) to float32 for the loss; float32 and float64 ones as they are."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
+def loss_dtype(ds: Dataset) -> torch.dtype:
+    """What losses are summed in: float64 for float64 images, else float32."""
+    return torch.float64 if ds.train_x.dtype == torch.float64 else torch.float32
+
+
+def autocast_for(device: torch.device) -> torch.autocast:
     # bf16 on the GPU (no loss scaling needed); the CPU trains in fp32.
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
@@ -349,7 +394,7 @@ def train_trial(config: Mapping[str, Any], *, session: TrialSession | None = Non
     """Run the trial described by a Tune ``config`` (``spec``: the study's JSON dict; ``trial``
     or Optuna's sampled values; ``data_dir``), reporting each epoch through ``session`` and
     resuming from its last checkpoint."""
-    spec = _spec_of(config["spec"])
+    spec = StudySpec.from_json_cached(config["spec"])  # admitted on entry
     trial = trial_from_config(config, spec)
     resources = spec.resources_per_trial
     resume_from = session.restore() if session is not None else None
@@ -362,11 +407,3 @@ def train_trial(config: Mapping[str, Any], *, session: TrialSession | None = Non
         resume_from=resume_from,
         on_epoch=session.report if session is not None else None,
     )
-
-
-def _spec_of(data: Mapping[str, Any] | str) -> StudySpec:
-    """The study's spec from a trial's config, parsed once per worker process (an actor runs
-    many trials of one study)."""
-    if isinstance(data, str):
-        return StudySpec.from_json_cached(data)
-    return StudySpec.from_json_cached(json.dumps(data, sort_keys=True))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from studies.errors import RobustnessError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("theory", "presets", "run", "report")
+COMMANDS: tuple[str, ...] = ("theory", "presets", "data", "run", "report", "importer")
 
 
 def build_parser(extra: Sequence[str] = ()) -> argparse.ArgumentParser:

@@ -11,6 +11,11 @@ the study id and where its MLflow records are.
   robustness run --study-id ID                     # a study created elsewhere (the service)
   robustness run --study-id ID --resume            # continue an interrupted study
 
+The study's dataset is checked before Ray starts: a new study fetches it if it is missing
+(``robustness data fetch``'s resolution, with torchvision's download but no system package),
+and refuses with how to get it if that fails; a study created elsewhere (the service's Ray Job,
+the driver) is failed at once with that message, not trial by trial.
+
 Exit status: 0 succeeded, 1 failed, 130 interrupted (resumable), 2 invalid input.
 """
 
@@ -23,9 +28,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from studies import paths
+from studies import data_sources, paths
 from studies.admission import check_trials
-from studies.errors import SpecError
+from studies.errors import DatasetNotFoundError, SpecError
 from studies.presets import DEFAULT_PRESET, PRESETS, apply_overrides, get_preset, parse_override
 from studies.results import StudyRecord
 from studies.spec import StudySpec
@@ -153,6 +158,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{spec.num_trials} trials", file=sys.stderr)
             return 0
         print(f"study {spec.name}: {spec.num_trials} trials", file=sys.stderr)
+        # a study that cannot run is refused before Ray starts or anything is recorded
+        data_sources.fetch(spec.dataset, data_dir=args.data_dir, install_package=False, say=_say)
+    elif not _driver_data_check(args.study_id, tracking_uri=tracking_uri, data_dir=args.data_dir):
+        return 1
 
     from studies import runner  # Ray and torch: only once there is something to run
 
@@ -181,6 +190,26 @@ def run(args: argparse.Namespace) -> int:
         line.close()
     print_outcome(record, tracking_uri=tracking_uri)
     return {"succeeded": 0, "cancelled": 130}.get(record.status, 1)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _driver_data_check(study_id: str, *, tracking_uri: str, data_dir: str | None) -> bool:
+    """A study created elsewhere: its dataset must be here before any trial starts, else the
+    study fails once with the message ``robustness data status`` gives."""
+    from studies import tracking
+
+    store = tracking.store_for(tracking_uri)
+    spec = StudySpec.parse(store.load_spec(study_id))  # admitted when it was created
+    try:
+        data_sources.require(spec.dataset, data_dir=data_dir)
+    except DatasetNotFoundError as exc:
+        store.set_study_status(study_id, "failed", error=str(exc))
+        print(f"study {study_id} failed: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def print_outcome(record: StudyRecord, *, tracking_uri: str) -> None:

@@ -100,6 +100,14 @@ def set_study_status(
     store_for(tracking_uri).set_study_status(study_id, status, error=error, snapshot=snapshot)
 
 
+def set_study_tags(study_id: str, tags: Mapping[str, str], *, tracking_uri: str) -> None:
+    store_for(tracking_uri).set_study_tags(study_id, tags)
+
+
+def delete_study(study_id: str, *, tracking_uri: str) -> None:
+    store_for(tracking_uri).delete_study(study_id)
+
+
 def start_trial(
     study_id: str, trial_id: str, params: Mapping[str, Any], *, tracking_uri: str
 ) -> str:
@@ -168,6 +176,7 @@ __all__ = [
     "compare_runs_url",
     "count_studies",
     "create_study",
+    "delete_study",
     "download_study_artifact",
     "end_trial",
     "flatten",
@@ -181,6 +190,7 @@ __all__ = [
     "log_history",
     "log_study_artifacts",
     "set_study_status",
+    "set_study_tags",
     "snapshot_trials",
     "start_trial",
     "store_for",

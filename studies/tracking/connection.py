@@ -39,6 +39,12 @@ TAG_TRIAL_ID = "robustness.trial_id"
 TAG_NODE = "robustness.node"
 TAG_PARENT = "mlflow.parentRunId"
 
+# MLflow 3.17's UI opens an experiment on the view its kind names (tag mlflow.experimentKind,
+# read by the experiment page); without the tag it guesses, and a fresh experiment lands on
+# the GenAI overview (traces, token usage) instead of the runs table.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
 SPEC_ARTIFACT = "spec.json"
 SNAPSHOT_ARTIFACT = "trials.json"
 
@@ -128,7 +134,9 @@ class Connection:
         if experiment is None:
             try:
                 experiment_id = client.create_experiment(
-                    name, artifact_location=sqlite_artifact_location(self.uri)
+                    name,
+                    artifact_location=sqlite_artifact_location(self.uri),
+                    tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND},
                 )
             except MlflowException:  # another process created it first
                 experiment = client.get_experiment_by_name(name)
@@ -139,6 +147,8 @@ class Connection:
             if experiment.lifecycle_stage == "deleted":
                 client.restore_experiment(experiment.experiment_id)
             experiment_id = experiment.experiment_id
+            if TAG_EXPERIMENT_KIND not in experiment.tags:  # made before the tag was set
+                client.set_experiment_tag(experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND)
         self._experiment_ids[name] = experiment_id
         return experiment_id
 
@@ -181,6 +191,13 @@ class Connection:
             return None
         self._parents[study_id] = runs[0]
         return runs[0]
+
+    def forget_study(self, study_id: str) -> None:
+        run = self._parents.pop(study_id, None)
+        if run is not None:
+            parent_id = run.info.run_id
+            for key in [k for k in self.trial_runs if k[0] == parent_id]:
+                del self.trial_runs[key]
 
     def parent(self, study_id: str) -> Run:
         run = self.find_parent(study_id)

@@ -11,12 +11,17 @@ from studies.tracking.connection import TAG_PARENT
 
 
 def study_ui_url(record: StudyRecord, *, ui_base: str) -> str:
-    """The MLflow UI's experiment page showing this study's trial runs (MLflow 3.17 routes:
-    ``#/experiments/<id>?searchFilter=...``, from the UI's ``searchRunsByUser`` builder)."""
+    """The MLflow UI's runs table of the experiment, filtered to this study's trial runs.
+
+    MLflow 3.17: ``#/experiments/<id>/runs?searchFilter=...`` names the runs tab; without
+    ``workflowType=machine_learning`` the UI's workflow switch (default "GenAI", remembered in
+    the browser) opens the GenAI overview (traces, token usage) instead. The table shows the
+    trials grouped under the study's run (MLflow fetches a child run's parent to nest it).
+    """
     search = f"tags.`{TAG_PARENT}` = '{record.run_id}'"
     return (
-        f"{ui_base.rstrip('/')}/#/experiments/{record.experiment_id}"
-        f"?searchFilter={quote(search, safe='')}"
+        f"{ui_base.rstrip('/')}/#/experiments/{record.experiment_id}/runs"
+        f"?searchFilter={quote(search, safe='')}&workflowType=machine_learning"
     )
 
 

@@ -102,6 +102,12 @@ class StudyStore(abc.ABC):
     def record_restart(self, study_id: str, *, reason: str) -> int: ...
 
     @abc.abstractmethod
+    def set_study_tags(self, study_id: str, tags: Mapping[str, str]) -> None: ...
+
+    @abc.abstractmethod
+    def delete_study(self, study_id: str) -> None: ...
+
+    @abc.abstractmethod
     def start_trial(self, study_id: str, trial_id: str, params: Mapping[str, Any]) -> str: ...
 
     @abc.abstractmethod
@@ -254,6 +260,19 @@ class MlflowStudyStore(StudyStore):
     @wrap_errors
     def record_restart(self, study_id: str, *, reason: str) -> int:
         return study_records.record_restart(self._conn, study_id, reason=reason)
+
+    @wrap_errors
+    def set_study_tags(self, study_id: str, tags: Mapping[str, str]) -> None:
+        """Extra tags on the parent run (e.g. where an imported study ran:
+        ``robustness.source``, ``robustness.device``); values cut to MLflow's limit."""
+        study_records.set_study_tags(self._conn, study_id, tags)
+
+    @wrap_errors
+    def delete_study(self, study_id: str) -> None:
+        """Delete the parent run and its trial runs (MLflow's soft delete: they leave every
+        search; ``mlflow gc`` purges them): for undoing a study that could not be written
+        whole, such as an interrupted import."""
+        study_records.delete_study(self._conn, study_id)
 
     # ---- trials -------------------------------------------------------------------------
 

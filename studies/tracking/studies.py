@@ -36,6 +36,7 @@ from studies.tracking.connection import (
     TAG_ERROR,
     TAG_KIND,
     TAG_NUM_TRIALS,
+    TAG_PARENT,
     TAG_RESTART_REASON,
     TAG_RESTARTS,
     TAG_SPEC_JSON,
@@ -285,3 +286,30 @@ def record_restart(conn: Connection, study_id: str, *, reason: str) -> int:
         synchronous=True,
     )
     return restarts
+
+
+def set_study_tags(conn: Connection, study_id: str, tags: Mapping[str, str]) -> None:
+    run_id = conn.parent(study_id).info.run_id
+    batch = [RunTag(key[:MAX_KEY], truncate(str(v), MAX_TAG_VALUE)) for key, v in tags.items()]
+    conn.client.log_batch(run_id, tags=batch, synchronous=True)
+
+
+def delete_study(conn: Connection, study_id: str) -> None:
+    client = conn.client
+    parent = conn.parent(study_id)
+    parent_id = parent.info.run_id
+    token: str | None = None
+    while True:
+        page = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'",
+            max_results=SEARCH_PAGE,
+            page_token=token,
+        )
+        for run in page:
+            client.delete_run(run.info.run_id)
+        token = page.token
+        if not token:
+            break
+    client.delete_run(parent_id)
+    conn.forget_study(study_id)

@@ -330,18 +330,23 @@ def test_api_runs_in_cluster_mode_with_the_service_settings_names() -> None:
     assert env["RAY_ADDRESS"] == "http://ray-head:8265"  # the Jobs API
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert env["API_TOKEN"] == FILLED_ENV["API_TOKEN"]
-    assert env["DATA_DIR"] == "/data" and _mount_target(api, "./.robustness/data") == "/data"
+    assert env["ROBUSTNESS_DATA_DIR"] == "/data"
+    assert _mount_target(api, "./.robustness/data") == "/data"
     settings = pytest.importorskip("service.settings")
-    fields = set(settings.Settings.model_fields)
+    names = {
+        str(field.validation_alias or name).upper()
+        for name, field in settings.Settings.model_fields.items()
+    }
     for name in (
         "RAY_ADDRESS",
         "MLFLOW_TRACKING_URI",
         "MLFLOW_UI_URL",
         "MLFLOW_UI",
         "API_TOKEN",
-        "DATA_DIR",
+        "ROBUSTNESS_DATA_DIR",
     ):
-        assert name.lower() in fields, f"the service has no setting {name}"
+        assert name in names, f"the service has no setting {name}"
+    assert not set(env) & set(settings.RETIRED), "compose sets a name the service no longer reads"
 
 
 def test_mlflow_reads_its_configuration_from_these_variables() -> None:

@@ -25,6 +25,7 @@ SCRIPTS = [
     ENTRYPOINT,
     REPO / "docker" / "postgres" / "10-optuna.sh",
     REPO / "scripts" / "gpu_smoke.sh",
+    REPO / "scripts" / "figure6_gpu.sh",
 ]
 RECORDER = """#!/bin/bash
 python3 -c 'import json, os, sys; print(json.dumps({"argv": sys.argv[1:], "env": dict(os.environ)}))' "$@" >> "$RECORD"

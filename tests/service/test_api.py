@@ -12,6 +12,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from mlflow.tracking import MlflowClient
-from service_helpers import digits_spec, start_service, wait_for
+from service_helpers import digits_spec, service_env, start_service, wait_for
 
 from service.process import ServiceProcess
 from studies import tracking
@@ -29,12 +34,18 @@ pytestmark = pytest.mark.slow
 TOKEN = "test-token-5f1c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_BODY = 4096  # bytes
+NO_DEBIAN = Path("/nonexistent/debian-fashion-mnist")
 
 
 @pytest.fixture(scope="module")
 def service(home: Path) -> Iterator[ServiceProcess]:
     process = start_service(
-        home, API_TOKEN=TOKEN, MAX_ACTIVE_STUDIES="1", MAX_BODY_BYTES=str(MAX_BODY), MAX_TRIALS="50"
+        home,
+        API_TOKEN=TOKEN,
+        ROBUSTNESS_MAX_ACTIVE_STUDIES="1",
+        ROBUSTNESS_MAX_BODY_BYTES=str(MAX_BODY),
+        ROBUSTNESS_MAX_TRIALS="50",
+        ROBUSTNESS_DEBIAN_FASHION_MNIST=str(NO_DEBIAN),  # Fashion-MNIST absent, even if installed
     )
     try:
         yield process
@@ -144,6 +155,51 @@ def test_mlflow_record_is_complete(home: Path, finished: dict[str, Any]) -> None
     assert json.loads(spec) == finished["spec"]
 
 
+def test_mlflow_links_show_the_trial_runs(home: Path, finished: dict[str, Any]) -> None:
+    """Each MLflow link the service answers with (and the quickstart prints), opened in
+    headless Chromium against a real ``mlflow server`` on this study's store, shows the
+    study's runs, not MLflow's GenAI overview."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from browser import browser, dump_dom
+
+    from service.links import study_links
+    from service.mlflow_ui import MlflowUi
+
+    browser()
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    record = tracking.get_study(finished["id"], tracking_uri=uri)
+    trials = list(tracking.load_trials(finished["id"], tracking_uri=uri))
+    names = [t.trial_id for t in trials]
+    ui = MlflowUi(tracking_uri=uri, artifacts_dir=home / "mlartifacts", log_dir=home / "ui-logs")
+    ui.start(wait_s=180)
+    try:
+        links = study_links(record, mlflow_ui=ui.url, ray_dashboard=None, trials=trials)
+        before_trials = study_links(record, mlflow_ui=ui.url, ray_dashboard=None)
+        pages = {
+            "compare": links.mlflow_compare,
+            "study run": links.mlflow_run,
+            "study runs table": before_trials.mlflow_compare,
+        }
+        doms = {label: _text(dump_dom(str(url), budget_ms=30_000)) for label, url in pages.items()}
+    finally:
+        ui.stop()
+    for label, text in doms.items():
+        assert "Token Usage" not in text and "Tokens per Trace" not in text, label  # GenAI
+    assert all(name in doms["compare"] for name in names), doms["compare"][:2000]
+    assert f"Comparing {len(names)} Runs" in doms["compare"]
+    assert record.name in doms["study run"] and any(n in doms["study run"] for n in names)
+    # the runs table: the study's run with its trials nested under it (the trials' parent
+    # is fetched to group them), and nothing else of the experiment
+    table = doms["study runs table"]
+    assert record.name in table and f"{len(names) + 1} matching runs" in table, table[:2000]
+
+
+def _text(dom: str) -> str:
+    """What a person reads on the page: the DOM without scripts, styles and tags."""
+    dom = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
 # ---- the front door ----
 
 
@@ -225,6 +281,34 @@ def test_bad_request_is_refused_naming_the_field(
     error = response.json()
     assert word.lower() in error["detail"].lower(), error
     assert "Traceback" not in response.text
+
+
+def test_study_on_an_absent_dataset_is_refused_up_front(home: Path, client: httpx.Client) -> None:
+    """Fashion-MNIST is nowhere this service looks (its data dir is empty, the Debian path
+    points at nothing): 422 on ``dataset`` with ``robustness data status``'s words, at once,
+    and no study is recorded."""
+    listed = client.get("/studies", params={"limit": 100}).json()["items"]
+
+    started = time.monotonic()
+    response = client.post("/studies", json={"preset": "figure6-quick"}, headers=AUTH)
+    took_s = time.monotonic() - started
+
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["field"] == "dataset"
+    status = subprocess.run(
+        [sys.executable, "-m", "studies", "data", "status", "fashion_mnist"],
+        env={**os.environ, **service_env(home, ROBUSTNESS_DEBIAN_FASHION_MNIST=str(NO_DEBIAN))},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert status.returncode == 1 and error["detail"] == status.stdout.strip()
+    assert "robustness data fetch fashion_mnist" in error["detail"]
+    assert took_s < 1.0, f"refused after {took_s:.2f} s"
+    assert client.get("/studies", params={"limit": 100}).json()["items"] == listed
+    recorded = tracking.list_studies(tracking_uri=f"sqlite:///{home / 'mlflow.db'}", limit=1000)
+    assert not [r for r in recorded if r.name == "figure6-quick"]  # nothing written to MLflow
 
 
 @pytest.mark.parametrize(

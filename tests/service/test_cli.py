@@ -13,6 +13,7 @@ import pytest
 from service.jobs import entrypoint
 from service.settings import Settings
 from studies.errors import ClusterError
+from studies.spec import StudySpec
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -62,7 +63,12 @@ def test_settings_make_sqlite_paths_absolute(
     tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(str(tmp_path))
-    for name in ("ROBUSTNESS_HOME", "DATA_DIR", "ROBUSTNESS_STORAGE", "ROBUSTNESS_MAX_TRIALS"):
+    for name in (
+        "ROBUSTNESS_HOME",
+        "ROBUSTNESS_DATA_DIR",
+        "ROBUSTNESS_STORAGE",
+        "ROBUSTNESS_DOWNLOAD",
+    ):
         monkeypatch.delenv(name, raising=False)  # CI sets ROBUSTNESS_HOME: an explicit setting
     settings = Settings(mlflow_tracking_uri="sqlite:///rel/mlflow.db", robustness_home="h")  # type: ignore[arg-type]
     assert settings.tracking_uri == f"sqlite:///{tmp_path}/rel/mlflow.db"
@@ -70,3 +76,31 @@ def test_settings_make_sqlite_paths_absolute(
     cluster = Settings(ray_address="http://head:8265", mlflow_tracking_uri="http://mlflow:5000")  # type: ignore[arg-type]
     assert cluster.job_env() == {"MLFLOW_TRACKING_URI": "http://mlflow:5000"}
     assert Settings(api_token="").token() is None  # type: ignore[arg-type]
+
+
+def test_every_limit_has_one_environment_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings read the ROBUSTNESS_ names, the spec's refusal names the same one, and a
+    retired name is reported rather than silently ignored."""
+    from service.settings import LIMITS, retired_names
+    from studies.errors import SpecError
+    from studies.spec import MAX_TRIALS_ENV
+
+    for field, env_name in LIMITS.items():
+        monkeypatch.setenv(env_name, "2048")
+        assert getattr(Settings(), field) == 2048, env_name
+        monkeypatch.delenv(env_name)
+    assert LIMITS["max_trials"] == MAX_TRIALS_ENV == "ROBUSTNESS_MAX_TRIALS"
+    monkeypatch.setenv("MAX_TRIALS", "3")
+    assert Settings().max_trials != 3
+    assert retired_names() == ["MAX_TRIALS is no longer read; set ROBUSTNESS_MAX_TRIALS instead"]
+    monkeypatch.setenv(MAX_TRIALS_ENV, "1")
+    with pytest.raises(SpecError, match=MAX_TRIALS_ENV):
+        StudySpec.parse(
+            {
+                "name": "limit",
+                "dataset": "digits",
+                "model": "mlp",
+                "optimizers": ["sgd", "adam"],
+                "learning_rates": [0.1],
+            }
+        )

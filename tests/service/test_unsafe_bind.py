@@ -41,7 +41,7 @@ def outward_address() -> str | None:
 @pytest.fixture(scope="module")
 def service(home: Path) -> Iterator[ServiceProcess]:
     process = ServiceProcess(
-        env=service_env(home, MAX_ACTIVE_STUDIES="1"),
+        env=service_env(home, ROBUSTNESS_MAX_ACTIVE_STUDIES="1"),
         log_path=home / "service.log",
         host="0.0.0.0",
     )

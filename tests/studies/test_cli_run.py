@@ -113,3 +113,47 @@ def test_run_a_digits_spec_file_end_to_end(tmp_path: Path) -> None:
         for metric in ("train_loss", "test_loss", "test_acc", "lr"):
             assert len(trial.history[metric]) == 2, (trial.trial_id, metric)  # --set epochs=2
         assert trial.node
+
+
+@pytest.fixture
+def no_fashion_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home where Fashion-MNIST is nowhere to be found, and no download to try."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("ROBUSTNESS_HOME", str(home))
+    monkeypatch.setenv("ROBUSTNESS_DEBIAN_FASHION_MNIST", str(tmp_path / "not-installed"))
+    monkeypatch.setenv("ROBUSTNESS_DOWNLOAD", "0")
+    for name in ("ROBUSTNESS_DATA_DIR", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def test_run_refuses_an_absent_dataset_before_ray(
+    no_fashion_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from studies import data_sources
+
+    assert main(["run", "figure6-quick"]) == 2
+
+    err = capsys.readouterr().err
+    assert data_sources.locate("fashion_mnist").hint in err
+    assert not (no_fashion_mnist / "mlflow.db").exists()  # nothing recorded
+    assert not (no_fashion_mnist / "ray_results").exists()  # Ray never started
+
+
+def test_driver_fails_the_study_once_when_its_dataset_is_absent(
+    no_fashion_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cluster mode: the service could not see the workers' data, so the study's driver
+    (``robustness run --study-id``, the Ray Job) checks before any trial starts."""
+    from studies import data_sources
+
+    uri = f"sqlite:///{no_fashion_mnist / 'mlflow.db'}"
+    record = tracking.create_study(PRESETS["figure6-quick"].to_dict(), tracking_uri=uri)
+
+    assert main(["run", "--study-id", record.study_id, "--mlflow-uri", uri]) == 1
+
+    failed = tracking.get_study(record.study_id, tracking_uri=uri)
+    assert failed.status == "failed"
+    assert failed.error == data_sources.locate("fashion_mnist").hint
+    assert list(tracking.load_trials(record.study_id, tracking_uri=uri)) == []
+    assert not (no_fashion_mnist / "ray_results").exists()

@@ -270,7 +270,8 @@ def test_missing_cifar10_says_where_the_files_go(tmp_path: Path) -> None:
     message = str(err.value)
     assert str(tmp_path / "cifar10") in message
     assert "train/<class>/*.jpg" in message and "cifar-10-batches-py" in message
-    assert "tar -xzf" in message and "cifar10-jpeg75.tar.gz" in message
+    assert "robustness data fetch cifar10" in message
+    assert "robustness data import cifar10" in message and "cifar10-jpeg75.tar.gz" in message
 
 
 def test_data_dir_defaults_to_robustness_data_dir(
@@ -295,20 +296,23 @@ class FakeTorchvisionCIFAR10:
 
 
 def test_download_only_when_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading never downloads unless asked (parallel trials must not race to write one
+    folder); asked, torchvision writes into a temporary folder that is renamed into place."""
     import torchvision.datasets
 
     FakeTorchvisionCIFAR10.calls = []
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeTorchvisionCIFAR10)
-    monkeypatch.delenv("ROBUSTNESS_DOWNLOAD", raising=False)
     with pytest.raises(DatasetNotFoundError):
         load_dataset("cifar10", data_dir=tmp_path)
     assert FakeTorchvisionCIFAR10.calls == []
 
-    monkeypatch.setenv("ROBUSTNESS_DOWNLOAD", "1")
-    ds = load_dataset("cifar10", data_dir=tmp_path)
+    ds = load_dataset("cifar10", data_dir=tmp_path, download=True)
 
     assert ds.num_train == 10 and ds.num_test == 2
-    assert FakeTorchvisionCIFAR10.calls[0] == (str(tmp_path / "cifar10"), True)
+    download_root = Path(FakeTorchvisionCIFAR10.calls[0][0])
+    assert download_root.parent == tmp_path and download_root.name.startswith(".download-")
+    assert (tmp_path / "cifar10" / "cifar-10-batches-py" / "test_batch").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar10"]  # no temporary left
 
 
 def test_failed_download_is_still_a_clear_not_found(
@@ -321,11 +325,10 @@ def test_failed_download_is_still_a_clear_not_found(
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
 
-    with (
-        pytest.warns(UserWarning, match="network is unreachable"),
-        pytest.raises(DatasetNotFoundError, match="cifar-10-batches-py"),
-    ):
+    with pytest.raises(DatasetNotFoundError, match="network is unreachable") as err:
         load_dataset("cifar10", data_dir=tmp_path, download=True)
+    assert "cifar-10-batches-py" in str(err.value)  # still says how to get it by hand
+    assert sorted(tmp_path.iterdir()) == []  # nothing half-written
 
 
 def test_train_subset_keeps_the_first_examples(tmp_path: Path) -> None:
@@ -366,7 +369,8 @@ def test_real_cifar10() -> None:
     if root is None:
         pytest.skip(
             "no CIFAR-10 in $ROBUSTNESS_DATA_DIR/cifar10 nor .robustness/data/cifar10 "
-            "(.ci/run extracts ../shared/data/cifar10-jpeg75/cifar10-jpeg75.tar.gz there)"
+            "(the test session imports ../shared/data/cifar10-jpeg75/cifar10-jpeg75.tar.gz "
+            "there when it exists: tests/conftest.py)"
         )
 
     ds = load_dataset("cifar10", data_dir=root)

@@ -164,3 +164,25 @@ def test_spec_names_agree_with_the_modules_that_implement_them() -> None:
     assert spec.WARMUPS == WARMUPS
     assert spec.DATASETS == DATASETS
     assert spec.MODELS == MODELS
+
+
+def test_pack_size_is_a_positive_integer_or_auto_and_grid_only() -> None:
+    base = {
+        "name": "packs",
+        "dataset": "digits",
+        "model": "mlp",
+        "optimizers": ["sgd"],
+        "learning_rates": [0.1],
+    }
+    assert StudySpec.parse(base).pack_size == 1
+    assert StudySpec.parse(base | {"pack_size": 8}).pack_size == 8
+    assert StudySpec.parse(base | {"pack_size": "auto"}).pack_size == "auto"
+    for bad in (0, -2, "big", True, 2.5):
+        with pytest.raises(SpecError) as info:
+            StudySpec.parse(base | {"pack_size": bad})
+        assert info.value.field == "pack_size"
+    optuna = base | {"search": {"kind": "optuna"}}
+    assert StudySpec.parse(optuna | {"pack_size": "auto"}).pack_size == "auto"  # runs unpacked
+    with pytest.raises(SpecError, match="grid search only") as info:
+        StudySpec.parse(optuna | {"pack_size": 4})
+    assert info.value.field == "pack_size"

@@ -391,8 +391,11 @@ def test_log_study_artifacts(uri: str, experiment: str, tmp_path: Path) -> None:
 def test_ui_urls_follow_mlflow_routes(uri: str, experiment: str) -> None:
     record = tracking.create_study(SPEC, tracking_uri=uri, experiment=experiment)
     url = tracking.study_ui_url(record, ui_base="http://mlflow:5000/")
-    assert url.startswith(f"http://mlflow:5000/#/experiments/{record.experiment_id}?searchFilter=")
-    assert requests.utils.unquote(url.split("searchFilter=")[1]) == (
+    assert url.startswith(
+        f"http://mlflow:5000/#/experiments/{record.experiment_id}/runs?searchFilter="
+    )
+    assert url.endswith("&workflowType=machine_learning")  # not the GenAI overview
+    assert requests.utils.unquote(url.split("searchFilter=")[1].split("&")[0]) == (
         f"tags.`mlflow.parentRunId` = '{record.run_id}'"
     )
     compare = tracking.compare_runs_url(record, ["a1", "b2"], ui_base="http://mlflow:5000")
