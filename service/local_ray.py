@@ -27,17 +27,15 @@ environment as it is, not switched off.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from service import supervise
 from studies.errors import ClusterError
 
 STOP_GRACE_S = 40.0  # seconds: Ray drains the node for up to 30 s on SIGTERM
@@ -127,14 +125,9 @@ class LocalRayHead:
         ]
         if self.num_cpus is not None:
             command.append(f"--num-cpus={self.num_cpus}")
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / "ray-head.log").open("ab")
         env = dict(os.environ)
         env.pop("RAY_ADDRESS", None)  # a head of our own, never someone else's cluster
-        self._process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        log.close()
+        self._process = supervise.spawn(command, env=env, log_path=self.log_dir / "ray-head.log")
         self._wait_ready(timeout_s=timeout_s)
         if self.record is not None:
             self.record.parent.mkdir(parents=True, exist_ok=True)
@@ -181,42 +174,33 @@ class LocalRayHead:
     def _wait_ready(self, *, timeout_s: float) -> None:
         from ray.job_submission import JobSubmissionClient
 
-        deadline = time.monotonic() + timeout_s
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise ClusterError(
-                    f"the local Ray head exited with code {self._process.returncode}; "
-                    f"see {self.log_dir / 'ray-head.log'}"
-                )
-            try:
-                JobSubmissionClient(self.dashboard_url).list_jobs()
-                return
-            except Exception as exc:  # not up yet: connection refused, 503 while starting
-                last = exc
-                time.sleep(0.5)
-        self.stop()
-        raise ClusterError(f"the local Ray head did not come up in {timeout_s:.0f} s: {last}")
+        def answers() -> bool:
+            JobSubmissionClient(self.dashboard_url).list_jobs()
+            return True
+
+        assert self._process is not None
+        try:
+            supervise.wait_healthy(
+                self._process,
+                answers,
+                timeout_s=timeout_s,
+                what="the local Ray head",
+                error=ClusterError,
+                log_path=self.log_dir / "ray-head.log",
+            )
+        except ClusterError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Stop this head and only it: SIGTERM to ``ray start``, then its group if need be."""
         if self._adopted_pid is not None:
             pid, self._adopted_pid = self._adopted_pid, None
-            _stop_pid(pid)
-            self._forget()
-            return
+            supervise.stop_pid(pid, grace_s=STOP_GRACE_S)
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            self._forget()
-            return
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=STOP_GRACE_S)
-        # ray start put its children (GCS, raylet, dashboard) in its own session/group
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
+        # SIGTERM to ray start alone: it drains and stops the GCS, raylet and dashboard it
+        # put in its session; what is left of that session is killed after the grace period
+        supervise.stop_process(process, grace_s=STOP_GRACE_S, term_group=False)
         self._forget()
 
     def _forget(self) -> None:
@@ -226,29 +210,6 @@ class LocalRayHead:
 
 def _is_our_head(pid: int, gcs_port: int) -> bool:
     """``pid`` is alive and is a ``ray start --head`` with this GCS port (not a reused pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    args = [part.decode(errors="replace") for part in cmdline]
-    return "start" in args and "--head" in args and f"--port={gcs_port}" in args
-
-
-def _stop_pid(pid: int) -> None:
-    """SIGTERM a head we did not start as a child, wait for it, then SIGKILL its group."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        if _is_zombie(pid):
-            break
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return True
+    args = supervise.cmdline(pid)
+    alive = supervise.pid_alive(pid)
+    return alive and "start" in args and "--head" in args and f"--port={gcs_port}" in args

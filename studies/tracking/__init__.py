@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from studies.errors import StudyNotFoundError, TrackingError
 from studies.results import StudyRecord, TrialRecord
 from studies.status import StudyStatus, TrialStatus
 from studies.tracking.artifacts import ArtifactNotFoundError
@@ -171,7 +172,9 @@ __all__ = [
     "TRIAL_STATUSES",
     "ArtifactNotFoundError",
     "MlflowStudyStore",
+    "StudyNotFoundError",
     "StudyStore",
+    "TrackingError",
     "clear_caches",
     "compare_runs_url",
     "count_studies",

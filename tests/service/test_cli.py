@@ -79,11 +79,11 @@ def test_settings_make_sqlite_paths_absolute(
 
 
 def test_every_limit_has_one_environment_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The settings read the ROBUSTNESS_ names, the spec's refusal names the same one, and a
+    """The settings read the ROBUSTNESS_ names, admission's refusal names the same one, and a
     retired name is reported rather than silently ignored."""
     from service.settings import LIMITS, retired_names
+    from studies.admission import MAX_TRIALS_ENV, check_trials
     from studies.errors import SpecError
-    from studies.spec import MAX_TRIALS_ENV
 
     for field, env_name in LIMITS.items():
         monkeypatch.setenv(env_name, "2048")
@@ -94,13 +94,14 @@ def test_every_limit_has_one_environment_name(monkeypatch: pytest.MonkeyPatch) -
     assert Settings().max_trials != 3
     assert retired_names() == ["MAX_TRIALS is no longer read; set ROBUSTNESS_MAX_TRIALS instead"]
     monkeypatch.setenv(MAX_TRIALS_ENV, "1")
+    spec = StudySpec.parse(
+        {
+            "name": "limit",
+            "dataset": "digits",
+            "model": "mlp",
+            "optimizers": ["sgd", "adam"],
+            "learning_rates": [0.1],
+        }
+    )
     with pytest.raises(SpecError, match=MAX_TRIALS_ENV):
-        StudySpec.parse(
-            {
-                "name": "limit",
-                "dataset": "digits",
-                "model": "mlp",
-                "optimizers": ["sgd", "adam"],
-                "learning_rates": [0.1],
-            }
-        )
+        check_trials(spec)

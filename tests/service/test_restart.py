@@ -10,6 +10,8 @@ import httpx
 import pytest
 from service_helpers import digits_spec, start_service, wait_for, wait_progress
 
+from service import supervise
+
 pytestmark = pytest.mark.slow
 
 TOTAL = 4  # trials: two optimizers x two learning rates
@@ -57,11 +59,8 @@ def test_restart_mid_study_resumes_and_finishes(home: Path) -> None:
 
 
 def _is_head(pid: int) -> bool:
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"start" in args and b"--head" in args
+    args = supervise.cmdline(pid)
+    return supervise.pid_alive(pid) and "start" in args and "--head" in args
 
 
 def test_service_killed_mid_study_reattaches_to_its_head_and_finishes(home: Path) -> None:
