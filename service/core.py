@@ -7,7 +7,8 @@ running) and never writes or submits. Only ``reconcile`` (the service's reconcil
 jobs and fixes them:
 
 * job stopped behind the record's back -> ``cancelled``, with the reason;
-* job FAILED or MISSING while the record is active: the driver died (a runner that fails on
+* job FAILED or MISSING while the record is active (MISSING counts only for the studies the
+  service launched: a study run by ``robustness run`` has no job): the driver died (a runner that fails on
   its own, for the spec or an error, records ``failed`` itself first), so the study is
   resubmitted with ``--resume`` (finished trials are not run again, interrupted ones continue
   from their last checkpoint), counting the restart and its reason on the parent run; past
@@ -68,6 +69,8 @@ from studies.summary import StudySummary
 from studies.tracking import StudyStore
 
 log = logging.getLogger("service")
+
+LAUNCHER = "service"  # the records of the studies whose driver is a Ray job we submitted
 
 _STUDY_ID = re.compile(r"^[0-9a-f]{8,64}$")  # ours are 32; the CLI's 12
 _FIGURE_CACHE_SIZE = 64  # rendered figures of finished studies kept in memory
@@ -154,6 +157,7 @@ class StudyService:
                 # a fresh uuid4, or a key's id just looked up under this lock: no second search
                 check_unique=False,
                 details=False,  # written by the submitter, off the request path
+                launcher=LAUNCHER,
             )
             self._submitting.add(study_id)
         self._submitter.submit(self._submit, study_id)
@@ -399,10 +403,6 @@ class StudyService:
                 offset += 100
         return actions
 
-    def recover(self) -> list[str]:
-        """A reconciler pass; the ids of the studies it resubmitted."""
-        return [study_id for study_id, done in self.reconcile() if done.startswith("resumed")]
-
     def _reconcile(self, record: StudyRecord, job: JobInfo) -> str | None:
         if job.state in ACTIVE_JOB_STATES or job.state == "SUCCEEDED":
             return None
@@ -413,6 +413,8 @@ class StudyService:
             fresh = self.store.get_study(study_id)
             if fresh.status.terminal:  # someone (the runner, a cancel) got there first
                 return None
+            if job.state == "MISSING" and fresh.launcher != LAUNCHER:
+                return None  # not ours: a `robustness run` in a terminal drives it
             if job.state == "MISSING":
                 latest = self._job(study_id)
                 if latest is None or latest.state != "MISSING":  # resubmitted meanwhile

@@ -64,6 +64,7 @@ class StudyRecord:
     error: str | None = None
     num_trials: int = 0
     restarts: int = 0  # times its driver died and the study was resubmitted
+    launcher: str | None = None  # "service": its driver is a Ray job the service submitted
 
 
 __all__ = ["EPOCH_METRICS", "StudyRecord", "StudyStatus", "TrialRecord", "TrialStatus"]

@@ -35,6 +35,7 @@ TAG_SPEC_JSON = "robustness.spec_json"  # the spec again, so listing studies dow
 TAG_SNAPSHOT = "robustness.snapshot"  # token of the current trials.json; absent: none
 TAG_RESTARTS = "robustness.restarts"  # how many times the study's driver was resubmitted
 TAG_RESTART_REASON = "robustness.restart_reason"  # why, the last time
+TAG_LAUNCHER = "robustness.launcher"  # who runs its driver: "service" (a Ray job) or absent
 TAG_TRIAL_ID = "robustness.trial_id"
 TAG_NODE = "robustness.node"
 TAG_PARENT = "mlflow.parentRunId"

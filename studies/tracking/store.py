@@ -64,6 +64,7 @@ class StudyStore(abc.ABC):
         num_trials: int | None = None,
         check_unique: bool = True,
         details: bool = True,
+        launcher: str | None = None,
     ) -> StudyRecord: ...
 
     @abc.abstractmethod
@@ -183,13 +184,15 @@ class MlflowStudyStore(StudyStore):
         num_trials: int | None = None,
         check_unique: bool = True,
         details: bool = True,
+        launcher: str | None = None,
     ) -> StudyRecord:
         """Open the parent run of a new study (status ``queued``) and return its record.
 
         With ``details`` the spec's params, ``spec.json`` and the SCHEDULED run status are
         written too; a caller that must answer fast (the service's POST) leaves them to
         ``write_study_details``. A given ``study_id`` is checked against the existing studies
-        (a search over every experiment) unless ``check_unique`` is false."""
+        (a search over every experiment) unless ``check_unique`` is false. ``launcher``
+        names who runs its driver (``"service"``: a Ray job the reconciler may resubmit)."""
         return study_records.create_study(
             self._conn,
             spec,
@@ -198,6 +201,7 @@ class MlflowStudyStore(StudyStore):
             num_trials=num_trials,
             check_unique=check_unique,
             details=details,
+            launcher=launcher,
         )
 
     @wrap_errors

@@ -35,6 +35,7 @@ from studies.tracking.connection import (
     SPEC_ARTIFACT,
     TAG_ERROR,
     TAG_KIND,
+    TAG_LAUNCHER,
     TAG_NUM_TRIALS,
     TAG_PARENT,
     TAG_RESTART_REASON,
@@ -94,6 +95,7 @@ def record_from_run(run: Run, *, spec: dict[str, object] | None = None) -> Study
         error=tags.get(TAG_ERROR) or None,
         num_trials=int(tags.get(TAG_NUM_TRIALS, "0") or 0),
         restarts=int(tags.get(TAG_RESTARTS, "0") or 0),
+        launcher=tags.get(TAG_LAUNCHER) or None,
     )
 
 
@@ -106,6 +108,7 @@ def create_study(
     num_trials: int | None,
     check_unique: bool,
     details: bool,
+    launcher: str | None = None,
 ) -> StudyRecord:
     client = conn.client
     if study_id is None:
@@ -125,6 +128,8 @@ def create_study(
         TAG_UPDATED_AT: now_iso(),
         TAG_NUM_TRIALS: str(num_trials),
     }
+    if launcher:
+        tags[TAG_LAUNCHER] = launcher
     spec_in_tag = len(spec_json) <= MAX_TAG_VALUE
     if spec_in_tag:
         tags[TAG_SPEC_JSON] = spec_json
