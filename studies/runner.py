@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import json
 import logging
 import math
 import os
@@ -637,7 +638,7 @@ def run_study(
         with ray_session(ray_address), _sigterm_interrupts():
             check_cluster(spec)
             experiment_dir = storage / study_id
-            if resume and tune.Tuner.can_restore(str(experiment_dir)):
+            if resume and _restorable(experiment_dir):
                 tuner = restore_tuner(experiment_dir, callback, spec, trainable_fn=trainable_fn)
             else:
                 done = _recorded_keys(study_id, tracking_uri) if resume else frozenset()
@@ -703,6 +704,27 @@ def run_spec(
         progress=progress,
         data_dir=data_dir,
     )
+
+
+def _restorable(experiment_dir: Path) -> bool:
+    """Tune can restore the experiment: its state exists and the newest state file reads.
+
+    A driver SIGKILLed early (before Tune first flushed its state, seconds in) leaves empty
+    state files, and ``Tuner.restore`` then runs trials without their configs. Such a folder
+    is moved aside (``<id>.unrestorable-<n>``) and the study is built afresh, skipping the
+    trials the record has as done; a trial it had started continues its record from the
+    epoch after the last one recorded (it trains again from scratch, its earlier epochs are
+    not logged twice)."""
+    if not tune.Tuner.can_restore(str(experiment_dir)):
+        return False
+    states = sorted(experiment_dir.glob("experiment_state-*.json"))
+    try:
+        json.loads(states[-1].read_text()) if states else None
+        return bool(states)
+    except (OSError, ValueError):
+        n = len(list(experiment_dir.parent.glob(f"{experiment_dir.name}.unrestorable-*")))
+        experiment_dir.rename(experiment_dir.with_name(f"{experiment_dir.name}.unrestorable-{n}"))
+        return False
 
 
 def _recorded_keys(study_id: str, tracking_uri: str) -> frozenset[str]:

@@ -64,7 +64,8 @@ def test_studies_create_read_list_count_and_status(store: StudyStore) -> None:
 
 
 def test_restarts_are_counted_with_their_reason(store: StudyStore) -> None:
-    record = store.create_study(SPEC, experiment=_experiment())
+    record = store.create_study(SPEC, experiment=_experiment(), launcher="service")
+    assert record.launcher == store.get_study(record.study_id).launcher == "service"
     store.set_study_status(record.study_id, StudyStatus.RUNNING)
     assert store.record_restart(record.study_id, reason="its Ray job failed") == 1
     assert store.record_restart(record.study_id, reason="its Ray job vanished") == 2
