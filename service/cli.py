@@ -10,7 +10,11 @@ from collections.abc import Sequence
 
 from studies.cli import main as studies_main
 
-SERVICE_COMMANDS: tuple[str, ...] = ("service.cli_serve", "service.cli_quickstart")
+SERVICE_COMMANDS: tuple[str, ...] = (
+    "service.cli_serve",
+    "service.cli_quickstart",
+    "service.cli_reconcile",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from studies import data_sources, paths
 from studies.cli.run import add_override_option
 from studies.errors import ClusterError, DatasetNotFoundError
 from studies.presets import DEFAULT_PRESET, apply_overrides, get_preset, parse_override
+from studies.status import StudyStatus
 from studies.summary import StudySummary
 from studies.tables import format_table
 
@@ -109,7 +110,7 @@ def follow(client: httpx.Client, *, preset: str, overrides: dict[str, Any]) -> i
             eta = study.get("eta_seconds")
             _say(line + (f"; ~{eta:.0f} s left" if eta else ""))
             last = line
-        if study["status"] in ("succeeded", "failed", "cancelled"):
+        if StudyStatus.parse(study["status"]).terminal:
             break
         time.sleep(POLL_S)
     if study["status"] != "succeeded":

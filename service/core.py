@@ -1,11 +1,21 @@
-"""The service's behaviour, free of HTTP: create, read, list, cancel and recover studies.
+"""The service's behaviour, free of HTTP: create, read, list, cancel and reconcile studies.
 
-MLflow (through ``studies.tracking``) holds the record of every study; Ray holds the execution.
-A study's state is the record's status, corrected by its Ray job: a job that failed or was
-stopped behind the record's back is written back to the record; a job that vanished (the
-cluster restarted, e.g. the embedded head with the service) is resubmitted with ``--resume``
-(Ray Tune picks up its experiment state) or, when that is off, the study is marked failed with
-the reason. Nothing else is stored: a restarted service lists everything from MLflow.
+The store (``studies.tracking.StudyStore``, MLflow) holds the record of every study; Ray holds
+the execution. Reads are pure: a GET shows the record (a study whose job is running shows as
+running) and never writes or submits. Only ``reconcile`` (the service's reconciler loop, see
+``service.reconciler``, and ``robustness reconcile``) compares the active records with Ray's
+jobs and fixes them:
+
+* job stopped behind the record's back -> ``cancelled``, with the reason;
+* job FAILED or MISSING while the record is active (MISSING counts only for the studies the
+  service launched: a study run by ``robustness run`` has no job): the driver died (a runner that fails on
+  its own, for the spec or an error, records ``failed`` itself first), so the study is
+  resubmitted with ``--resume`` (finished trials are not run again, interrupted ones continue
+  from their last checkpoint), counting the restart and its reason on the parent run; past
+  ``max_restarts`` it is ``failed`` with the reason;
+* in each case the trials the dead driver left ``running`` are set back to ``pending``.
+
+Nothing else is stored: a restarted service lists everything from the store.
 
 Idempotency: a POST's ``Idempotency-Key`` determines the study id (a hash of the key), so a
 retried POST finds the study it created, across restarts, without a lookup table.
@@ -46,15 +56,22 @@ from studies.errors import (
     StudyNotFoundError,
     StudyStateError,
 )
-from studies.results import StudyRecord, StudyStatus, TrialRecord
+from studies.results import StudyRecord, TrialRecord
 from studies.spec import StudySpec
+from studies.status import (
+    ACTIVE_JOB_STATES,
+    ACTIVE_STUDY,
+    TERMINAL_STUDY,
+    StudyStatus,
+    TrialStatus,
+)
 from studies.summary import StudySummary
+from studies.tracking import StudyStore
 
 log = logging.getLogger("service")
 
-TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-ACTIVE: tuple[StudyStatus, ...] = ("queued", "running")
-ACTIVE_JOB: frozenset[str] = frozenset({"PENDING", "RUNNING"})
+LAUNCHER = "service"  # the records of the studies whose driver is a Ray job we submitted
+
 _STUDY_ID = re.compile(r"^[0-9a-f]{8,64}$")  # ours are 32; the CLI's 12
 _FIGURE_CACHE_SIZE = 64  # rendered figures of finished studies kept in memory
 
@@ -82,9 +99,12 @@ def check_study_id(study_id: str) -> None:
 
 
 class StudyService:
-    def __init__(self, settings: Settings, *, jobs: StudyJobs) -> None:
+    def __init__(
+        self, settings: Settings, *, jobs: StudyJobs, store: StudyStore | None = None
+    ) -> None:
         self.settings = settings
         self.jobs = jobs
+        self.store = store if store is not None else tracking.store_for(settings.tracking_uri)
         self.uri = settings.tracking_uri
         # one lock for every submission (create, resume): a GET that finds a just-created
         # study's job missing must not submit it a second time
@@ -96,6 +116,7 @@ class StudyService:
         self._submitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="submit-study")
         self._figures: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._figures_lock = threading.Lock()
+        self._flights: dict[tuple[str, str, str], threading.Lock] = {}  # renderings under way
 
     # ---- create -------------------------------------------------------------------------
 
@@ -112,17 +133,15 @@ class StudyService:
     def create(self, spec: StudySpec, *, idempotency_key: str | None = None) -> StudyView:
         self.check_data(spec)
         study_id = study_id_for_key(idempotency_key) if idempotency_key else uuid.uuid4().hex
+        if idempotency_key:  # a replay needs no lock: the record exists and never goes away
+            replay = self._replay(study_id, spec)
+            if replay is not None:
+                return replay
         with self._lock:
-            if idempotency_key:
-                existing = self._existing(study_id)
-                if existing is not None:
-                    if existing.spec != spec.to_dict():
-                        raise IdempotencyConflictError(
-                            "this Idempotency-Key was already used for a different study "
-                            f"({existing.study_id}); use a new key for a new study"
-                        )
-                    view = self._view(existing, self._job(existing.study_id))
-                    return StudyView(view.record, view.status, view.error, replayed=True)
+            if idempotency_key:  # again, under the lock: two first POSTs of one key race
+                replay = self._replay(study_id, spec)
+                if replay is not None:
+                    return replay
             active = self.active_count()
             if active >= self.settings.max_active_studies:
                 raise TooManyStudiesError(
@@ -130,19 +149,31 @@ class StudyService:
                     f"{self.settings.max_active_studies}; try again later",
                     retry_after_s=self.settings.retry_after_s,
                 )
-            record = tracking.create_study(
+            record = self.store.create_study(
                 spec.to_dict(),
-                tracking_uri=self.uri,
                 study_id=study_id,
                 experiment=self.settings.experiment,
                 num_trials=spec.num_trials,
                 # a fresh uuid4, or a key's id just looked up under this lock: no second search
                 check_unique=False,
                 details=False,  # written by the submitter, off the request path
+                launcher=LAUNCHER,
             )
             self._submitting.add(study_id)
         self._submitter.submit(self._submit, study_id)
-        return StudyView(record, "queued", None)
+        return StudyView(record, StudyStatus.QUEUED, None)
+
+    def _replay(self, study_id: str, spec: StudySpec) -> StudyView | None:
+        existing = self._existing(study_id)
+        if existing is None:
+            return None
+        if existing.spec != spec.to_dict():
+            raise IdempotencyConflictError(
+                "this Idempotency-Key was already used for a different study "
+                f"({existing.study_id}); use a new key for a new study"
+            )
+        view = self._view(existing, self._job_of(existing))
+        return StudyView(view.record, view.status, view.error, replayed=True)
 
     def _submit(self, study_id: str) -> None:
         """Complete the study's record, then hand the study to Ray; a refusal fails the
@@ -156,9 +187,7 @@ class StudyService:
         with self._lock:  # the record is final before a reconcile can see the id gone
             try:
                 if error is not None:
-                    tracking.set_study_status(
-                        study_id, "failed", tracking_uri=self.uri, error=error
-                    )
+                    self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
             finally:
                 self._submitting.discard(study_id)
 
@@ -186,22 +215,22 @@ class StudyService:
         so a POST does not pay for the cluster's whole job history.
         """
         limit = self.settings.max_active_studies
-        listed = tracking.count_studies(tracking_uri=self.uri, statuses=ACTIVE, limit=limit)
+        listed = self.store.count_studies(statuses=ACTIVE_STUDY, limit=limit)
         if listed < limit:
             return listed
         with self._lock:
             count = len(self._submitting)
         for study_id, job in self.jobs.states().items():
-            if job.state not in ACTIVE_JOB:
+            if job.state not in ACTIVE_JOB_STATES:
                 continue
             record = self._existing(study_id)
-            if record is not None and record.status not in TERMINAL:
+            if record is not None and not record.status.terminal:
                 count += 1
         return count
 
     def _existing(self, study_id: str) -> StudyRecord | None:
         try:
-            return tracking.get_study(study_id, tracking_uri=self.uri)
+            return self.store.get_study(study_id)
         except StudyNotFoundError:
             return None
 
@@ -209,30 +238,28 @@ class StudyService:
 
     def get(self, study_id: str, *, with_trials: bool = True) -> StudyView:
         check_study_id(study_id)
-        record = tracking.get_study(study_id, tracking_uri=self.uri)
-        view = self._view(record, self._job(study_id))
+        record = self.store.get_study(study_id)
+        view = self._view(record, self._job_of(record))
         if not with_trials:
             return view
-        trials = list(tracking.load_trials(study_id, tracking_uri=self.uri))
+        trials = list(self.store.load_trials(study_id))
         return StudyView(view.record, view.status, view.error, trials=trials)
 
     def page(self, *, status: StudyStatus | None, limit: int, offset: int) -> list[StudyView]:
-        records = tracking.list_studies(
-            tracking_uri=self.uri, status=status, limit=limit, offset=offset
-        )
-        states = self._job_states() if any(r.status not in TERMINAL for r in records) else {}
+        records = self.store.list_studies(status=status, limit=limit, offset=offset)
+        states = self._job_states() if any(not r.status.terminal for r in records) else {}
         views = []
         for record in records:
             job = states.get(record.study_id, JobInfo("MISSING")) if states else None
-            if record.status in TERMINAL:
+            if record.status.terminal:
                 job = None
             views.append(self._view(record, job))
         return views
 
     def trials(self, study_id: str) -> list[TrialRecord]:
         check_study_id(study_id)
-        tracking.get_study(study_id, tracking_uri=self.uri)  # 404 for an unknown study
-        return list(tracking.load_trials(study_id, tracking_uri=self.uri))
+        self.store.get_study(study_id)  # 404 for an unknown study
+        return list(self.store.load_trials(study_id))
 
     def trials_csv(self, study_id: str) -> str:
         trials = self.trials(study_id)
@@ -245,14 +272,47 @@ class StudyService:
         return report.load_summary(study_id, tracking_uri=self.uri)
 
     def figure(self, study_id: str, name: FigureName, fmt: FigureFormat) -> bytes:
+        """A figure's bytes. A finished study's: from memory, else the file the runner
+        logged on its parent run when it finished, else rendered once (single-flight: the
+        requests that arrive meanwhile wait for that one rendering, not render their own).
+        A running study's is rendered from its partial summary."""
         summary = self.summary(study_id)
-        finished = summary.status in TERMINAL and not summary.partial
+        finished = StudyStatus.parse(summary.status).terminal and not summary.partial
+        if not finished:
+            return self._render(study_id, summary, name, fmt)
         key = (study_id, name.value, fmt.value)
-        if finished:
+        with self._figures_lock:
+            cached = self._figures.get(key)
+            flight = self._flights.setdefault(key, threading.Lock())
+        if cached is not None:
+            return cached
+        with flight:
             with self._figures_lock:
                 cached = self._figures.get(key)
             if cached is not None:
                 return cached
+            data = self._logged_figure(study_id, name, fmt)
+            if data is None:
+                data = self._render(study_id, summary, name, fmt)
+            with self._figures_lock:
+                self._figures[key] = data
+                self._flights.pop(key, None)
+                while len(self._figures) > _FIGURE_CACHE_SIZE:
+                    self._figures.popitem(last=False)
+            return data
+
+    def _logged_figure(self, study_id: str, name: FigureName, fmt: FigureFormat) -> bytes | None:
+        try:
+            return self.store.download_artifact(study_id, f"{name.value}.{fmt.value}")
+        except StudyNotFoundError:  # not logged (an older study, or this format was not)
+            return None
+        except RobustnessError as exc:
+            log.warning("study %s: could not read its logged %s: %s", study_id, name.value, exc)
+            return None
+
+    def _render(
+        self, study_id: str, summary: StudySummary, name: FigureName, fmt: FigureFormat
+    ) -> bytes:
         if summary.trials_counted == 0:
             raise FigureNotAvailableError(
                 f"study {study_id} has no finished trial yet, so no {name.value} figure"
@@ -273,34 +333,31 @@ class StudyService:
         FigureCanvasAgg(fig)
         buffer = io.BytesIO()
         fig.savefig(buffer, format=fmt.value)
-        data = buffer.getvalue()
-        if finished:
-            with self._figures_lock:
-                self._figures[key] = data
-                while len(self._figures) > _FIGURE_CACHE_SIZE:
-                    self._figures.popitem(last=False)
-        return data
+        return buffer.getvalue()
 
     # ---- cancel -------------------------------------------------------------------------
 
     def cancel(self, study_id: str) -> StudyView:
         check_study_id(study_id)
         self._wait_submitted(study_id)  # a job submitted after the stop would run on
-        record = tracking.get_study(study_id, tracking_uri=self.uri)
+        record = self.store.get_study(study_id)
         view = self._view(record, self._job(study_id))
-        if view.status in TERMINAL:
+        if view.status.terminal:
             raise StudyStateError(
                 f"study {study_id} is already {view.status}; only a queued or running study "
                 "can be cancelled"
             )
         self.jobs.stop(study_id)
-        tracking.set_study_status(
-            study_id, "cancelled", tracking_uri=self.uri, error="cancelled on request"
-        )
-        record = tracking.get_study(study_id, tracking_uri=self.uri)
-        return StudyView(record, "cancelled", "cancelled on request")
+        self.store.settle_open_trials(study_id, TrialStatus.PENDING)
+        self.store.set_study_status(study_id, StudyStatus.CANCELLED, error="cancelled on request")
+        record = self.store.get_study(study_id)
+        return StudyView(record, StudyStatus.CANCELLED, "cancelled on request")
 
     # ---- the state Ray corrects the record to -------------------------------------------
+
+    def _job_of(self, record: StudyRecord) -> JobInfo | None:
+        """The job of an active study (a finished one's record is final: Ray is not asked)."""
+        return None if record.status.terminal else self._job(record.study_id)
 
     def _job(self, study_id: str) -> JobInfo | None:
         try:
@@ -315,76 +372,95 @@ class StudyService:
             return {}
 
     def _view(self, record: StudyRecord, job: JobInfo | None) -> StudyView:
-        if record.status in TERMINAL or job is None:
+        """What a read shows: the record, with ``running`` for a study whose job runs. Pure:
+        a job that ended behind the record's back is the reconciler's to settle."""
+        if record.status.terminal or job is None:
             return StudyView(record, record.status, record.error)
-        if job.state == "PENDING":
-            return StudyView(record, record.status, None)
         if job.state in ("RUNNING", "SUCCEEDED"):
             # SUCCEEDED with an active record: the runner's last write is on its way
-            return StudyView(record, "running", None)
-        return self._reconcile(record, job)
+            return StudyView(record, StudyStatus.RUNNING, None)
+        return StudyView(record, record.status, None)
 
-    def _reconcile(self, record: StudyRecord, job: JobInfo) -> StudyView:
-        """The job ended or vanished while the record says queued/running: fix the record."""
+    # ---- the reconciler's pass ----------------------------------------------------------
+
+    def reconcile(self) -> list[tuple[str, str]]:
+        """One pass over the active studies: compare each record with its Ray job and fix
+        what disagrees (see the module). Returns (study id, what was done) for each fix.
+        Raises ``ClusterError`` when Ray's job list cannot be read (nothing is changed)."""
+        states = self.jobs.states()
+        actions: list[tuple[str, str]] = []
+        for status in ACTIVE_STUDY:
+            offset = 0
+            while True:
+                records = self.store.list_studies(status=status, limit=100, offset=offset)
+                for record in records:
+                    job = states.get(record.study_id, JobInfo("MISSING"))
+                    done = self._reconcile(record, job)
+                    if done is not None:
+                        actions.append((record.study_id, done))
+                if len(records) < 100:
+                    break
+                offset += 100
+        return actions
+
+    def _reconcile(self, record: StudyRecord, job: JobInfo) -> str | None:
+        if job.state in ACTIVE_JOB_STATES or job.state == "SUCCEEDED":
+            return None
         study_id = record.study_id
         with self._lock:
             if study_id in self._submitting:  # created, on its way to Ray
-                return StudyView(record, record.status, None)
-            fresh = tracking.get_study(study_id, tracking_uri=self.uri)
-            if fresh.status in TERMINAL:  # someone (the runner, a cancel) got there first
-                return StudyView(fresh, fresh.status, fresh.error)
+                return None
+            fresh = self.store.get_study(study_id)
+            if fresh.status.terminal:  # someone (the runner, a cancel) got there first
+                return None
+            if job.state == "MISSING" and fresh.launcher != LAUNCHER:
+                return None  # not ours: a `robustness run` in a terminal drives it
             if job.state == "MISSING":
                 latest = self._job(study_id)
-                if latest is not None and latest.state != "MISSING":  # resubmitted meanwhile
-                    return self._view(fresh, latest)
-                return self._resume(fresh)
+                if latest is None or latest.state != "MISSING":  # resubmitted meanwhile
+                    return None
+            self.store.settle_open_trials(study_id, TrialStatus.PENDING)
             if job.state == "STOPPED":
-                status: StudyStatus = "cancelled"
                 error = "its Ray job was stopped"
+                self.store.set_study_status(study_id, StudyStatus.CANCELLED, error=error)
+                return f"cancelled: {error}"
+            if job.state == "MISSING":
+                reason = "its Ray job vanished (the cluster restarted or lost it)"
             else:
-                status = "failed"
-                error = f"its Ray job failed: {job.message or 'no message'}"
-            tracking.set_study_status(study_id, status, tracking_uri=self.uri, error=error)
-            return StudyView(fresh, status, error)
+                reason = f"its Ray job failed: {job.message or 'no message'}"
+            return self._restart(fresh, reason, job_exists=job.state != "MISSING")
+
+    def _restart(self, record: StudyRecord, reason: str, *, job_exists: bool) -> str:
+        """Resubmit a study whose driver died, with resume, within its restart budget."""
+        study_id = record.study_id
+        limit = self.settings.max_restarts
+        if record.restarts >= limit:
+            error = f"{reason}; not resubmitted: it was restarted {record.restarts} times already"
+            self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
+            return f"failed: {error}"
+        # a service stopped between creating a record and submitting it left it incomplete
+        self._write_details(study_id)
+        try:
+            if job_exists:  # a job's id is the study id: the ended one must go first
+                self.jobs.delete(study_id)
+            restarts = self.store.record_restart(study_id, reason=reason)
+            self.jobs.submit(study_id, resume=record.status == StudyStatus.RUNNING)
+        except ClusterError as exc:
+            error = f"{reason}; and it could not be resubmitted: {exc}"
+            self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
+            return f"failed: {error}"
+        log.warning(
+            "study %s: %s; resubmitted (restart %d of %d)", study_id, reason, restarts, limit
+        )
+        return f"resumed ({restarts}/{limit}): {reason}"
 
     def _write_details(self, study_id: str) -> None:
         """The record's params, spec.json and SCHEDULED run status (see ``create``). They are
         for people reading MLflow; the study runs without them, so a failure is logged."""
         try:
-            tracking.write_study_details(study_id, tracking_uri=self.uri)
+            self.store.write_study_details(study_id)
         except RobustnessError as exc:
             log.warning("study %s: could not complete its MLflow record: %s", study_id, exc)
-
-    def _resume(self, record: StudyRecord) -> StudyView:
-        # a service stopped between creating a record and submitting it left it incomplete
-        self._write_details(record.study_id)
-        try:
-            self.jobs.submit(record.study_id, resume=record.status == "running")
-        except ClusterError as exc:
-            error = f"its Ray job vanished and could not be resumed: {exc}"
-            tracking.set_study_status(record.study_id, "failed", tracking_uri=self.uri, error=error)
-            return StudyView(record, "failed", error)
-        return StudyView(record, record.status, None)
-
-    def recover(self) -> list[str]:
-        """After a (re)start: resume every active study whose job the cluster lost."""
-        resumed: list[str] = []
-        states = self.jobs.states()
-        for status in ACTIVE:
-            offset = 0
-            while True:
-                records = tracking.list_studies(
-                    tracking_uri=self.uri, status=status, limit=100, offset=offset
-                )
-                for record in records:
-                    job = states.get(record.study_id, JobInfo("MISSING"))
-                    if job.state == "MISSING":
-                        resumed.append(record.study_id)
-                    self._view(record, job)
-                if len(records) < 100:
-                    break
-                offset += 100
-        return resumed
 
     def suspend(self, *, timeout_s: float = 30.0) -> list[tuple[str, StudyStatus]]:
         """Before the embedded head goes down with the service: stop the active studies' jobs
@@ -396,17 +472,19 @@ class StudyService:
             if job.state not in ("PENDING", "RUNNING"):
                 continue
             try:
-                record = tracking.get_study(study_id, tracking_uri=self.uri)
+                record = self.store.get_study(study_id)
             except StudyNotFoundError:
                 continue
-            if record.status in ACTIVE:
+            if record.status.active:
                 suspended.append((study_id, record.status))
                 self.jobs.stop(study_id)
         deadline = time.monotonic() + timeout_s
         pending = {study_id for study_id, _ in suspended}
         while pending and time.monotonic() < deadline:
             states = self.jobs.states()
-            pending = {i for i in pending if states.get(i, JobInfo("MISSING")).state in ACTIVE_JOB}
+            pending = {
+                i for i in pending if states.get(i, JobInfo("MISSING")).state in ACTIVE_JOB_STATES
+            }
             if pending:
                 time.sleep(0.5)
         return suspended
@@ -414,9 +492,10 @@ class StudyService:
     def unsuspend(self, suspended: list[tuple[str, StudyStatus]]) -> None:
         """Put back the status a suspended study had; its interruption was not the user's."""
         for study_id, status in suspended:
-            record = tracking.get_study(study_id, tracking_uri=self.uri)
-            if record.status != "succeeded":
-                tracking.set_study_status(study_id, status, tracking_uri=self.uri)
+            record = self.store.get_study(study_id)
+            if record.status != StudyStatus.SUCCEEDED:
+                self.store.settle_open_trials(study_id, TrialStatus.PENDING)
+                self.store.set_study_status(study_id, status)
 
     def ready(self) -> tuple[str, str]:
         """("ok" | reason) for Ray and for MLflow."""
@@ -426,7 +505,7 @@ class StudyService:
         except ClusterError as exc:
             ray_state = str(exc)
         try:
-            tracking.list_studies(tracking_uri=self.uri, limit=1)
+            self.store.list_studies(limit=1)
             mlflow_state = "ok"
         except RobustnessError as exc:
             mlflow_state = str(exc)
@@ -440,10 +519,14 @@ def progress_counts(
 ) -> dict[str, int]:
     """Trials by status. A study that ended runs nothing: a trial its end left open (the job
     died or was stopped under it) counts as pending, as a resumed study would run it again."""
-    counts = {"finished": 0, "running": 0, "failed": 0, "diverged": 0, "pending": 0}
+    counts = {status.value: 0 for status in TrialStatus}
     for trial in trials:
-        status = "pending" if study_ended and trial.status == "running" else trial.status
-        counts[status] = counts.get(status, 0) + 1
+        status = (
+            TrialStatus.PENDING
+            if study_ended and trial.status == TrialStatus.RUNNING
+            else TrialStatus(trial.status)
+        )
+        counts[status.value] += 1
     done = counts["finished"] + counts["failed"] + counts["diverged"]
     total = max(total, len(trials))
     counts["pending"] += max(0, total - len(trials))
@@ -454,7 +537,7 @@ def eta_seconds(
     record: StudyRecord, status: str, *, done: int, total: int, now: datetime | None = None
 ) -> float | None:
     """Time left at the pace so far (done trials per second since the study was created)."""
-    if status in TERMINAL:
+    if status in TERMINAL_STUDY:
         return 0.0
     if done == 0 or total <= done:
         return None

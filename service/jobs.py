@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from studies.errors import ClusterError
+from studies.status import ACTIVE_JOB_STATES
 
 JobState = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED", "MISSING"]
-ACTIVE_STATES: frozenset[str] = frozenset({"PENDING", "RUNNING"})
+ACTIVE_STATES = ACTIVE_JOB_STATES
 JOB_METADATA = {"robustness": "study"}  # marks our jobs on a shared cluster
 
 AGENT_WAIT_S = 60.0  # seconds to wait for a fresh head's job agent
@@ -128,6 +129,17 @@ class StudyJobs:
                 return False
             raise ClusterError(
                 f"cannot stop the job of study {study_id}: {brief(str(exc))}"
+            ) from exc
+
+    def delete(self, study_id: str) -> None:
+        """Forget an ended job (its id, the study id, is then free for a resubmission)."""
+        try:
+            self._client.delete_job(study_id)
+        except Exception as exc:
+            if "does not exist" in str(exc):
+                return
+            raise ClusterError(
+                f"cannot delete the ended job of study {study_id}: {brief(str(exc))}"
             ) from exc
 
     def ping(self) -> None:

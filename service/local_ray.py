@@ -13,6 +13,12 @@ cores, POSTs sent back to back while the previous studies' Ray processes start a
 p99 550 ms at niceness 0, 375 ms at 10 (one run each of bench/api_latency.py; POSTs on a
 settled machine: 92 and 68 ms).
 
+One head per home, ever: a started head writes its pid and ports to ``<home>/ray-head.json``
+(``record``). A service started on a home whose recorded head is alive (its predecessor was
+SIGKILLed, the head in its own session lived on) reattaches to it when its Jobs API answers,
+so the studies running there go on; a recorded head that does not answer is stopped by its
+pid (only if that pid is still a ``ray start`` with the recorded port) and a new one started.
+
 Stopping sends SIGTERM to that one process, which drains and stops the processes it
 started; what is left of its process group after a grace period is killed. Never ``ray stop``: other Ray clusters on the machine
 are not ours. Ray's token auth (``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN``) is inherited from the
@@ -21,16 +27,15 @@ environment as it is, not switched off.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from service import supervise
 from studies.errors import ClusterError
 
 STOP_GRACE_S = 40.0  # seconds: Ray drains the node for up to 30 s on SIGTERM
@@ -61,8 +66,18 @@ def enable_token_auth() -> None:
 class LocalRayHead:
     """A ``ray start --head`` child process; ``dashboard_url`` is its Jobs API address."""
 
-    def __init__(self, *, num_cpus: int | None = None, log_dir: Path, niceness: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        num_cpus: int | None = None,
+        log_dir: Path,
+        niceness: int = 10,
+        record: Path | None = None,
+    ) -> None:
         self.num_cpus = num_cpus
+        self.record = record  # where this head's pid and ports are kept; None: nowhere
+        self._adopted_pid: int | None = None  # a head a previous service started
+        self.reattached = False
         self.log_dir = log_dir
         self.niceness = niceness
         self.gcs_port = free_port()
@@ -83,10 +98,14 @@ class LocalRayHead:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+        if self._process is not None:
+            return self._process.pid
+        return self._adopted_pid
 
     def start(self, *, timeout_s: float) -> None:
         enable_token_auth()
+        if self._reattach():
+            return
         ray_cli = Path(sys.executable).with_name("ray")
         nice = shutil.which("nice")
         niced = [nice, "-n", str(self.niceness)] if nice and self.niceness else []
@@ -106,46 +125,91 @@ class LocalRayHead:
         ]
         if self.num_cpus is not None:
             command.append(f"--num-cpus={self.num_cpus}")
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / "ray-head.log").open("ab")
         env = dict(os.environ)
         env.pop("RAY_ADDRESS", None)  # a head of our own, never someone else's cluster
-        self._process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        log.close()
+        self._process = supervise.spawn(command, env=env, log_path=self.log_dir / "ray-head.log")
         self._wait_ready(timeout_s=timeout_s)
+        if self.record is not None:
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            state = {
+                "pid": self._process.pid,
+                "gcs_port": self.gcs_port,
+                "dashboard_port": self.dashboard_port,
+                "agent_port": self.agent_port,
+            }
+            self.record.write_text(json.dumps(state))
+
+    def _reattach(self) -> bool:
+        """Take over the recorded head if it is alive and answers; stop it if it is alive and
+        does not. True when reattached."""
+        if self.record is None or not self.record.is_file():
+            return False
+        try:
+            state = json.loads(self.record.read_text())
+            pid, gcs_port = int(state["pid"]), int(state["gcs_port"])
+            dashboard_port, agent_port = int(state["dashboard_port"]), int(state["agent_port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            self.record.unlink(missing_ok=True)
+            return False
+        if not _is_our_head(pid, gcs_port):
+            self.record.unlink(missing_ok=True)
+            return False
+        self.gcs_port, self.dashboard_port, self.agent_port = gcs_port, dashboard_port, agent_port
+        self._adopted_pid = pid
+        try:
+            from ray.job_submission import JobSubmissionClient
+
+            JobSubmissionClient(self.dashboard_url).list_jobs()
+        except Exception:  # alive but not answering: stop it, start anew
+            self.stop()
+            self.gcs_port, self.dashboard_port, self.agent_port = (
+                free_port(),
+                free_port(),
+                free_port(),
+            )
+            return False
+        self.reattached = True
+        return True
 
     def _wait_ready(self, *, timeout_s: float) -> None:
         from ray.job_submission import JobSubmissionClient
 
-        deadline = time.monotonic() + timeout_s
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise ClusterError(
-                    f"the local Ray head exited with code {self._process.returncode}; "
-                    f"see {self.log_dir / 'ray-head.log'}"
-                )
-            try:
-                JobSubmissionClient(self.dashboard_url).list_jobs()
-                return
-            except Exception as exc:  # not up yet: connection refused, 503 while starting
-                last = exc
-                time.sleep(0.5)
-        self.stop()
-        raise ClusterError(f"the local Ray head did not come up in {timeout_s:.0f} s: {last}")
+        def answers() -> bool:
+            JobSubmissionClient(self.dashboard_url).list_jobs()
+            return True
+
+        assert self._process is not None
+        try:
+            supervise.wait_healthy(
+                self._process,
+                answers,
+                timeout_s=timeout_s,
+                what="the local Ray head",
+                error=ClusterError,
+                log_path=self.log_dir / "ray-head.log",
+            )
+        except ClusterError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Stop this head and only it: SIGTERM to ``ray start``, then its group if need be."""
+        if self._adopted_pid is not None:
+            pid, self._adopted_pid = self._adopted_pid, None
+            supervise.stop_pid(pid, grace_s=STOP_GRACE_S)
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=STOP_GRACE_S)
-        # ray start put its children (GCS, raylet, dashboard) in its own session/group
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
+        # SIGTERM to ray start alone: it drains and stops the GCS, raylet and dashboard it
+        # put in its session; what is left of that session is killed after the grace period
+        supervise.stop_process(process, grace_s=STOP_GRACE_S, term_group=False)
+        self._forget()
+
+    def _forget(self) -> None:
+        if self.record is not None:
+            self.record.unlink(missing_ok=True)
+
+
+def _is_our_head(pid: int, gcs_port: int) -> bool:
+    """``pid`` is alive and is a ``ray start --head`` with this GCS port (not a reused pid)."""
+    args = supervise.cmdline(pid)
+    alive = supervise.pid_alive(pid)
+    return alive and "start" in args and "--head" in args and f"--port={gcs_port}" in args

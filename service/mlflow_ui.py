@@ -7,16 +7,13 @@ check allows only the loopback names of its own port.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
+from service import supervise
 from service.local_ray import free_port
 from studies.errors import TrackingError
 
@@ -56,11 +53,7 @@ class MlflowUi:
             "--allowed-hosts",
             f"127.0.0.1:{self.port},localhost:{self.port},127.0.0.1,localhost",
         ]
-        log = (self.log_dir / "mlflow-ui.log").open("ab")
-        self._process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
+        self._process = supervise.spawn(command, log_path=self.log_dir / "mlflow-ui.log")
         if wait_s is not None:
             self.wait(timeout_s=wait_s)
 
@@ -83,32 +76,20 @@ class MlflowUi:
 
     def wait(self, *, timeout_s: float) -> None:
         assert self._process is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise TrackingError(
-                    f"the MLflow UI exited with code {self._process.returncode}; "
-                    f"see {self.log_dir / 'mlflow-ui.log'}"
-                )
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise TrackingError(f"the MLflow UI did not come up in {timeout_s:.0f} s")
+        try:
+            supervise.wait_healthy(
+                self._process,
+                lambda: httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200,
+                timeout_s=timeout_s,
+                what="the MLflow UI",
+                error=TrackingError,
+                log_path=self.log_dir / "mlflow-ui.log",
+            )
+        except TrackingError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
         # mlflow server runs its web workers as children in the session we gave it
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        supervise.stop_process(process, grace_s=10.0)

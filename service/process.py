@@ -5,15 +5,14 @@ Ray head and the MLflow UI it started."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
+from service import supervise
 from service.local_ray import free_port
 from studies.errors import ClusterError
 
@@ -56,12 +55,10 @@ class ServiceProcess:
             str(self.port),
             "--no-access-log",
         ]
-        out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
-        self._process = subprocess.Popen(
-            command, env=self.env, stdout=out, stderr=subprocess.STDOUT
+        # no session of its own: a Ctrl-C in the terminal reaches it with its caller
+        self._process = supervise.spawn(
+            command, env=self.env, log_path=self.log_path, new_session=False
         )
-        if self.log_path:
-            out.close()  # type: ignore[union-attr]
         try:
             self._wait_healthy(timeout_s=timeout_s)
         except BaseException:  # Ctrl-C while starting, or it never came up: leave nothing
@@ -71,33 +68,20 @@ class ServiceProcess:
 
     def _wait_healthy(self, *, timeout_s: float) -> None:
         assert self._process is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise ClusterError(
-                    f"the service exited with code {self._process.returncode} while starting"
-                    + (f"; see {self.log_path}" if self.log_path else "")
-                )
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise ClusterError(f"the service did not answer /healthz within {timeout_s:.0f} s")
+        supervise.wait_healthy(
+            self._process,
+            lambda: httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200,
+            timeout_s=timeout_s,
+            what="the service",
+            error=ClusterError,
+            log_path=self.log_path,
+            interval_s=0.3,
+        )
 
     def stop(self) -> int | None:
         process, self._process = self._process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        return process.returncode
+        # SIGTERM: the lifespan stops the Ray head and the MLflow UI it started
+        return supervise.stop_process(process, grace_s=STOP_TIMEOUT_S, term_group=False)
 
     def __enter__(self) -> ServiceProcess:
         return self.start()

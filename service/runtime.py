@@ -1,5 +1,6 @@
 """What the service runs on, started and stopped with it: Ray (a cluster's Jobs API, or a
-local head of its own), the MLflow UI (embedded default) and the study service over both."""
+local head of its own, reattached to if a previous service left it running), the MLflow UI
+(embedded default), the study service over both, and its reconciler loop."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from service.core import StudyService
 from service.jobs import StudyJobs
 from service.local_ray import LocalRayHead
 from service.mlflow_ui import MlflowUi
+from service.reconciler import Reconciler
 from service.settings import Settings
 from studies import paths, tracking
 from studies.errors import RobustnessError
@@ -26,6 +28,7 @@ class Runtime:
     ui: MlflowUi | None = None
     jobs: StudyJobs | None = None
     service: StudyService | None = None
+    reconciler: Reconciler | None = None
     resumed: list[str] = field(default_factory=list)
 
     @property
@@ -56,7 +59,7 @@ class Runtime:
         try:
             if settings.embedded and settings.mlflow_ui and not settings.mlflow_ui_url:
                 # the store's tables exist before a second process opens it
-                tracking.list_studies(tracking_uri=settings.tracking_uri, limit=1)
+                tracking.store_for(settings.tracking_uri).list_studies(limit=1)
                 # started first and not waited for: it comes up while Ray does
                 self.ui = MlflowUi(
                     tracking_uri=settings.tracking_uri,
@@ -67,26 +70,38 @@ class Runtime:
                 log.info("MLflow UI starting at %s", self.ui.url)
             if settings.embedded:
                 self.head = LocalRayHead(
-                    num_cpus=settings.ray_num_cpus, log_dir=logs, niceness=settings.ray_niceness
+                    num_cpus=settings.ray_num_cpus,
+                    log_dir=logs,
+                    niceness=settings.ray_niceness,
+                    record=settings.home / "ray-head.json",
                 )
                 self.head.start(timeout_s=settings.ray_start_timeout_s)
-                log.info("local Ray head at %s (pid %s)", self.head.gcs_address, self.head.pid)
+                log.info(
+                    "local Ray head at %s (pid %s%s)",
+                    self.head.gcs_address,
+                    self.head.pid,
+                    ", reattached" if self.head.reattached else "",
+                )
                 address = self.head.dashboard_url
             else:
                 address = settings.ray_address or ""
             self.jobs = StudyJobs(address, job_env=settings.job_env())
             self.service = StudyService(settings, jobs=self.jobs)
-            try:
-                self.resumed = self.service.recover()
-            except RobustnessError as exc:  # serve anyway; /readyz says what is wrong
-                log.warning("could not check the studies' jobs at start: %s", exc)
+            self.reconciler = Reconciler(self.service, interval_s=settings.reconcile_interval_s)
+            # the first pass before serving: a restarted service resumes what it left
+            actions = self.reconciler.run_once()
+            self.resumed = [i for i, done in actions if done.startswith("resumed")]
             if self.resumed:
-                log.info("resumed studies whose jobs had vanished: %s", self.resumed)
+                log.info("resumed studies whose jobs had ended or vanished: %s", self.resumed)
+            self.reconciler.start()
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
+        if self.reconciler is not None:  # first: it must not resubmit what is being stopped
+            self.reconciler.stop()
+            self.reconciler = None
         suspended: list[tuple[str, StudyStatus]] = []
         if self.head is not None and self.service is not None:
             # the head goes down with the service: leave its studies resumable, not cancelled

@@ -93,6 +93,8 @@ class StudyBrief(BaseModel):
     created_at: datetime
     updated_at: datetime | None = None
     error: str | None = None
+    # times its driver died and the reconciler resubmitted it (at most MAX_RESTARTS)
+    restarts: int = 0
     links: Links
 
 

@@ -8,9 +8,10 @@ MLflow UI on loopback over the same store), ``API_TOKEN`` (bearer token for POST
 from a request), and the embedded head's ``RAY_NUM_CPUS`` and ``RAY_NICENESS``.
 
 Every setting has one name, shared with the engine and the CLI where they read it too: the
-limits are ``ROBUSTNESS_MAX_TRIALS`` (also read by ``studies.spec`` and ``robustness run``),
+limits are ``ROBUSTNESS_MAX_TRIALS`` (also read by ``studies.admission`` for ``robustness run``),
 ``ROBUSTNESS_MAX_ACTIVE_STUDIES``, ``ROBUSTNESS_MAX_BODY_BYTES``, ``ROBUSTNESS_PAGE_LIMIT``
-and ``ROBUSTNESS_RETRY_AFTER_S`` (``LIMITS``). The names used before (``MAX_TRIALS``,
+and ``ROBUSTNESS_RETRY_AFTER_S``; the reconciler's ``ROBUSTNESS_RECONCILE_INTERVAL_S`` (5 s)
+and ``ROBUSTNESS_MAX_RESTARTS`` (3 resubmissions of a study whose driver died) (``LIMITS``). The names used before (``MAX_TRIALS``,
 ``DATA_DIR``, ...) are not read; ``retired_names`` lists any still set, and the service warns.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from studies.spec import DEFAULT_MAX_TRIALS, MAX_TRIALS_ENV
+from studies.admission import DEFAULT_MAX_TRIALS, MAX_TRIALS_ENV
 
 LOOPBACK_HOSTS: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -35,6 +36,8 @@ LIMITS: dict[str, str] = {
     "max_body_bytes": "ROBUSTNESS_MAX_BODY_BYTES",
     "retry_after_s": "ROBUSTNESS_RETRY_AFTER_S",
     "page_limit": "ROBUSTNESS_PAGE_LIMIT",
+    "reconcile_interval_s": "ROBUSTNESS_RECONCILE_INTERVAL_S",
+    "max_restarts": "ROBUSTNESS_MAX_RESTARTS",
 }
 DATA_DIR_ENV = "ROBUSTNESS_DATA_DIR"
 #: names this service read before they were unified, and the name that replaced each
@@ -101,6 +104,15 @@ class Settings(BaseSettings):
     page_limit: int = Field(
         default=100, ge=1, validation_alias=LIMITS["page_limit"]
     )  # studies per page, at most
+
+    # The reconciler (service.reconciler): how often it compares records with Ray's jobs, and
+    # how many times a study whose driver died is resubmitted before it is failed
+    reconcile_interval_s: float = Field(
+        default=5.0, gt=0, validation_alias=LIMITS["reconcile_interval_s"]
+    )  # seconds
+    max_restarts: int = Field(
+        default=3, ge=0, validation_alias=LIMITS["max_restarts"]
+    )  # per study, counted on its parent run
 
     # The embedded Ray head
     ray_num_cpus: int | None = Field(default=None, ge=1)  # None: all cores

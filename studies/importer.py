@@ -2,9 +2,9 @@
 
 ``import_outdir(OUTDIR, tracking_uri=...)`` reads a results folder (``studies.offline.
 resultfiles``: one file per configuration, ``run.json``, ``throughput.json``), validates all of
-it, and only then writes: a parent run with the spec (``tracking.create_study``), tagged with
+it, and only then writes: a parent run with the spec (the store's ``create_study``), tagged with
 where it ran (``robustness.source=import``, device, node, commit, epochs run); a nested run per
-configuration with its per-epoch metrics (``tracking.log_history``), its status, node and
+configuration with its per-epoch metrics (``log_history``), its status, node and
 training time, and the device as a param; the folder's files as artifacts under ``import/``;
 then the summary, ``trials.csv`` and the figures (``report.finalize_study``, as the runner does
 when a study ends) and the status ``succeeded`` (``failed`` when every trial failed).
@@ -26,6 +26,7 @@ from studies.offline.resultfiles import OfflineRun, load_outdir
 from studies.report import finalize_study
 from studies.results import StudyRecord
 from studies.spec import TrialConfig, trial_params
+from studies.tracking.connection import TAG_NODE
 
 TAG_SOURCE = "robustness.source"
 TAG_DEVICE = "robustness.device"
@@ -57,17 +58,17 @@ def import_outdir(
             f"(robustness report {wanted}); give --study-id to import it again"
         )
     spec = run.spec
-    record = tracking.create_study(
+    store = tracking.store_for(tracking_uri)
+    record = store.create_study(
         spec.to_dict(),
-        tracking_uri=tracking_uri,
         study_id=wanted,
         num_trials=spec.num_trials,
         check_unique=False,  # checked above, with the message an import deserves
     )
     sid = record.study_id
     try:
-        tracking.set_study_tags(sid, _study_tags(run), tracking_uri=tracking_uri)
-        tracking.set_study_status(sid, "running", tracking_uri=tracking_uri)
+        store.set_study_tags(sid, _study_tags(run))
+        store.set_study_status(sid, "running")
         for trial in run.trials:
             config = TrialConfig(
                 optimizer=trial.optimizer,  # type: ignore[arg-type]
@@ -81,37 +82,33 @@ def import_outdir(
                 "device": run.devices.get(trial.trial_id) or "unknown",
                 "packed": run.run.get("packed"),
             }
-            run_id = tracking.start_trial(sid, trial.trial_id, params, tracking_uri=tracking_uri)
-            tracking.log_history(run_id, trial.history, tracking_uri=tracking_uri)
-            tracking.end_trial(
+            run_id = store.start_trial(sid, trial.trial_id, params)
+            store.log_history(run_id, trial.history)
+            store.end_trial(
                 run_id,
                 trial.status,
-                tracking_uri=tracking_uri,
                 node=trial.node,
                 train_seconds=trial.train_seconds,
             )
-        tracking.log_study_artifacts(
-            sid, run.files, tracking_uri=tracking_uri, artifact_path=ARTIFACT_DIR
-        )
+        store.log_artifacts(sid, run.files, artifact_path=ARTIFACT_DIR)
         if all(trial.status == "failed" for trial in run.trials):
-            tracking.set_study_status(
+            store.set_study_status(
                 sid,
                 "failed",
-                tracking_uri=tracking_uri,
                 error=f"all {len(run.trials)} imported trials failed",
             )
         else:
             finalize_study(sid, tracking_uri=tracking_uri, out_dir=report_dir)
-            tracking.set_study_status(sid, "succeeded", tracking_uri=tracking_uri)
+            store.set_study_status(sid, "succeeded")
     except BaseException:
-        tracking.delete_study(sid, tracking_uri=tracking_uri)
+        store.delete_study(sid)
         raise
-    return tracking.get_study(sid, tracking_uri=tracking_uri), run
+    return store.get_study(sid), run
 
 
 def _exists(study_id: str, tracking_uri: str) -> bool:
     try:
-        tracking.get_study(study_id, tracking_uri=tracking_uri)
+        tracking.store_for(tracking_uri).get_study(study_id)
     except StudyNotFoundError:
         return False
     return True
@@ -129,5 +126,5 @@ def _study_tags(run: OfflineRun) -> dict[str, str]:
     if manifest.get("commit"):
         tags[TAG_COMMIT] = str(manifest["commit"])
     if manifest.get("node"):
-        tags[tracking.TAG_NODE] = str(manifest["node"])
+        tags[TAG_NODE] = str(manifest["node"])
     return tags

@@ -514,7 +514,7 @@ def train_pack(config: Mapping[str, Any], *, session: PackSession | None = None)
     """Run the pack of a Tune ``config`` (``spec``: the study's JSON dict; ``pack``: the
     members' ``TrialConfig`` dicts; ``data_dir``), reporting each epoch through ``session``
     and resuming from its last checkpoint."""
-    spec = StudySpec.parse(config["spec"], max_trials=10**9)  # the study was checked on entry
+    spec = StudySpec.from_json_cached(config["spec"])  # admitted on entry
     configs = [TrialConfig.model_validate(c) for c in config["pack"]]
     resources = spec.resources_per_trial
     run_pack(

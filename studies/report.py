@@ -24,8 +24,10 @@ from studies.errors import RobustnessError, SpecError
 from studies.figures import write_figures
 from studies.results import StudyRecord, TrialRecord
 from studies.spec import StudySpec
+from studies.status import TERMINAL_STUDY
 from studies.summary import StudySummary, summarize
 from studies.tables import format_cells_csv, format_table
+from studies.tracking import StudyStore
 
 __all__ = [
     "build_report",
@@ -37,8 +39,8 @@ __all__ = [
     "write_trials_csv",
 ]
 
-#: Study statuses after which nothing changes any more.
-FINISHED_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+#: Study statuses after which nothing changes any more (the old name of TERMINAL_STUDY).
+FINISHED_STATUSES = TERMINAL_STUDY
 
 TRIALS_CSV_COLUMNS: tuple[str, ...] = (
     "trial_id",
@@ -75,7 +77,7 @@ def _trials_total(record: StudyRecord) -> int | None:
     if record.num_trials:
         return record.num_trials
     try:  # the spec knows its grid size (the record may not, e.g. a study created by hand)
-        return StudySpec.parse(record.spec, max_trials=10**9).num_trials
+        return StudySpec.parse(record.spec).num_trials
     except SpecError:
         return None
 
@@ -109,7 +111,8 @@ def load_summary(
     id, ``TrackingError`` when MLflow cannot be read.
     """
     del out_dir
-    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
+    store = tracking.store_for(tracking_uri)
+    record = store.get_study(study_id)
     finished = record.status in FINISHED_STATUSES
     key = (tracking_uri, study_id)
     # The study's status and last update: a resumed and re-finished study is a new version.
@@ -119,12 +122,12 @@ def load_summary(
             cached = _cache.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
-        logged = _logged_summary(record, tracking_uri=tracking_uri)
+        logged = _logged_summary(record, store)
         if logged is not None:
             with _cache_lock:
                 _cache[key] = (version, logged)
             return logged
-    trials = tracking.load_trials(study_id, tracking_uri=tracking_uri)
+    trials = store.load_trials(study_id)
     summary = _summarize_record(record, trials)
     if finished:
         with _cache_lock:
@@ -132,7 +135,7 @@ def load_summary(
     return summary
 
 
-def _logged_summary(record: StudyRecord, *, tracking_uri: str) -> StudySummary | None:
+def _logged_summary(record: StudyRecord, store: StudyStore) -> StudySummary | None:
     """The ``summary.json`` artifact when it holds this finished study's final numbers.
 
     ``finalize_study`` runs before the runner marks the study succeeded, so the file says
@@ -140,9 +143,7 @@ def _logged_summary(record: StudyRecord, *, tracking_uri: str) -> StudySummary |
     brought up to date. A partial file of another status, or none at all, is no answer.
     """
     try:
-        data = tracking.download_study_artifact(
-            record.study_id, SUMMARY_ARTIFACT, tracking_uri=tracking_uri
-        )
+        data = store.download_artifact(record.study_id, SUMMARY_ARTIFACT)
         summary = StudySummary.from_json(data)
     except (RobustnessError, ValueError):  # absent, unreadable or from an older format
         return None
@@ -194,11 +195,9 @@ def build_report(
     does) the trials are first snapshotted (tracking's ``trials.json``) and the files are
     logged as artifacts of the study's parent run.
     """
-    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
-    if log_artifacts:
-        trials = tracking.snapshot_trials(study_id, tracking_uri=tracking_uri)
-    else:
-        trials = tracking.load_trials(study_id, tracking_uri=tracking_uri)
+    store = tracking.store_for(tracking_uri)
+    record = store.get_study(study_id)
+    trials = store.snapshot_trials(study_id) if log_artifacts else store.load_trials(study_id)
     summary = _summarize_record(record, trials)
     target = out_dir or report_dir(study_id)
     target.mkdir(parents=True, exist_ok=True)
@@ -207,7 +206,7 @@ def build_report(
     written = [summary_path, write_trials_csv(trials, target / TRIALS_CSV)]
     written += write_figures(summary, target)
     if log_artifacts:
-        tracking.log_study_artifacts(study_id, written, tracking_uri=tracking_uri)
+        store.log_artifacts(study_id, written)
     return summary, written
 
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
-TrialStatus = Literal["pending", "running", "finished", "diverged", "failed"]
-StudyStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from studies.status import StudyStatus, TrialStatus
 
 #: Per-epoch metrics every trial reports, in this order (MLflow step = epoch, from 1).
 EPOCH_METRICS: tuple[str, ...] = ("train_loss", "test_loss", "test_acc", "lr")
@@ -65,3 +63,8 @@ class StudyRecord:
     updated_at: datetime | None = None
     error: str | None = None
     num_trials: int = 0
+    restarts: int = 0  # times its driver died and the study was resubmitted
+    launcher: str | None = None  # "service": its driver is a Ray job the service submitted
+
+
+__all__ = ["EPOCH_METRICS", "StudyRecord", "StudyStatus", "TrialRecord", "TrialStatus"]

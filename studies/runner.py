@@ -18,7 +18,10 @@ in tests/studies/test_runner.py and test_cli_run.py, on real Ray and SQLite MLfl
   an error); an interrupt (Ctrl-C, SIGTERM as sent by ``ray job stop``) ends with
   ``cancelled`` and Tune's experiment state saved, so ``resume=True`` continues it with
   ``Tuner.restore``: finished trials are not run again, interrupted ones continue from their
-  last epoch.
+  last epoch. A study that ends with trials still open (interrupted) sets them ``pending``.
+- A resumed study (after an interrupt, or a driver that died: Tune's saved state may be older
+  than the record) never records an epoch twice nor reopens a trial the record has as
+  finished: the record's epochs and finished trials are read first and skipped.
 - The embedded default is a local Ray (``ray.init(address="local")``, never someone else's
   cluster) started and stopped here; with ``ray_address`` the runner connects to that cluster.
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import json
 import logging
 import math
 import os
@@ -48,6 +52,7 @@ from studies.errors import ClusterError, StudyStateError
 from studies.pack import PackState, auto_pack_size, pack_result, plan_packs, train_pack
 from studies.results import EPOCH_METRICS, StudyRecord
 from studies.spec import StudySpec, TrialConfig, trial_params
+from studies.status import COUNTED_TRIAL
 from studies.trainable import TrialState, train_trial, trial_from_config
 
 
@@ -179,6 +184,10 @@ class RecordingCallback(tune.Callback):
         self.last_epoch: dict[str, int] = {}
         self.diverged: set[str] = set()
         self.ended: set[str] = set()
+        # a resumed study: what the record already holds, by our trial key
+        self.recorded_epochs: dict[str, int] = {}
+        self.recorded_done: set[str] = set()
+        self.replayed: set[str] = set()  # Tune trials of a key already recorded as done
         # Packs: each member has its own nested run, keyed by its grid point's key.
         self.packs: set[str] = set()  # Tune trial ids of packs started here
         self.member_runs: dict[str, str] = {}  # member key -> MLflow run id
@@ -195,16 +204,22 @@ class RecordingCallback(tune.Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._setup_runtime(StudySpec.parse(self.spec_json, max_trials=10**9))
+        self._setup_runtime(StudySpec.from_json_cached(self.spec_json))
 
     def count_recorded(self) -> None:
         """Start the counts from what MLflow already holds (a resumed study). Failed trials
         are not counted: a resumed study runs them again."""
-        for record in tracking.load_trials(self.study_id, tracking_uri=self.tracking_uri):
-            if record.status in ("finished", "diverged"):
+        for record in self.store.load_trials(self.study_id):
+            self.recorded_epochs[record.trial_id] = record.epochs_done
+            if record.status in COUNTED_TRIAL:
+                self.recorded_done.add(record.trial_id)
                 setattr(self.progress, record.status, getattr(self.progress, record.status) + 1)
                 self._offer_best(record.trial_id, record.final_acc)
                 self.members_ended.add(record.trial_id)  # a restored pack does not redo it
+
+    @property
+    def store(self) -> tracking.StudyStore:
+        return tracking.store_for(self.tracking_uri)
 
     def _offer_best(self, key: str, acc: float | None) -> None:
         if acc is None or not math.isfinite(acc):
@@ -229,14 +244,17 @@ class RecordingCallback(tune.Callback):
             return
         # Tune calls this again when it retries a crashed trial (FailureConfig): the run is
         # reopened, but the trial was counted when it first started and is still running
-        retried = trial.trial_id in self.run_ids
+        retried = trial.trial_id in self.run_ids or trial.trial_id in self.replayed
         key, cfg = self._key(trial)
         self.keys[trial.trial_id] = key
-        self.run_ids[trial.trial_id] = tracking.start_trial(
-            self.study_id,
-            key,
-            params=trial_params(self.spec, cfg),
-            tracking_uri=self.tracking_uri,
+        if key in self.recorded_done:
+            # Tune's saved state predates the trial's end (its driver died in between): the
+            # record is complete, so Tune's re-run of it is not recorded
+            self.replayed.add(trial.trial_id)
+            return
+        self.last_epoch.setdefault(trial.trial_id, self.recorded_epochs.get(key, 0))
+        self.run_ids[trial.trial_id] = self.store.start_trial(
+            self.study_id, key, trial_params(self.spec, cfg)
         )
         if not retried:
             self.progress.running += 1
@@ -258,7 +276,7 @@ class RecordingCallback(tune.Callback):
         self.last_epoch[trial.trial_id] = epoch
         # NaN kept: a diverged epoch's test metrics were not measured (tracking stores NaN)
         metrics = {name: float(result[name]) for name in EPOCH_METRICS if name in result}
-        tracking.log_epoch(run_id, epoch, metrics, tracking_uri=self.tracking_uri)
+        self.store.log_epoch(run_id, epoch, metrics)
         if result.get("diverged"):
             self.diverged.add(trial.trial_id)
         self._offer_best(self.keys[trial.trial_id], metrics.get("test_acc"))
@@ -275,11 +293,9 @@ class RecordingCallback(tune.Callback):
             cfg = TrialConfig.model_validate(raw)
             if cfg.key in self.members_ended:
                 continue
-            self.member_runs[cfg.key] = tracking.start_trial(
-                self.study_id,
-                cfg.key,
-                params=trial_params(self.spec, cfg),
-                tracking_uri=self.tracking_uri,
+            self.member_last_epoch.setdefault(cfg.key, self.recorded_epochs.get(cfg.key, 0))
+            self.member_runs[cfg.key] = self.store.start_trial(
+                self.study_id, cfg.key, trial_params(self.spec, cfg)
             )
             opened += 1
         if not retried:
@@ -299,7 +315,7 @@ class RecordingCallback(tune.Callback):
                 self.member_last_epoch[key] = epoch
                 self.member_last_row[key] = row
                 metrics = {name: float(row[name]) for name in EPOCH_METRICS if name in row}
-                tracking.log_epoch(run_id, epoch, metrics, tracking_uri=self.tracking_uri)
+                self.store.log_epoch(run_id, epoch, metrics)
                 self._offer_best(key, metrics.get("test_acc"))
             if entry["status"] != "running":
                 self._end_member(key, str(entry["status"]))
@@ -310,10 +326,9 @@ class RecordingCallback(tune.Callback):
             return
         self.members_ended.add(key)
         last = self.member_last_row.get(key, {})
-        tracking.end_trial(
+        self.store.end_trial(
             self.member_runs[key],
             status,
-            tracking_uri=self.tracking_uri,
             node=last.get("node"),
             train_seconds=last.get("train_seconds"),
         )
@@ -330,16 +345,15 @@ class RecordingCallback(tune.Callback):
         if "pack" in trial.config:
             self._end_pack(trial, status)
             return
-        if trial.trial_id in self.ended:
+        if trial.trial_id in self.ended or trial.trial_id in self.replayed:
             return
         self.ended.add(trial.trial_id)
         last = trial.last_result or {}
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is not None:
-            tracking.end_trial(
+            self.store.end_trial(
                 run_id,
                 status,
-                tracking_uri=self.tracking_uri,
                 node=last.get("node"),
                 train_seconds=last.get("train_seconds"),
             )
@@ -369,7 +383,7 @@ class _OptunaSpace:
         self.constants = constants
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        spec = StudySpec.parse(self.spec_json, max_trials=10**9)
+        spec = StudySpec.from_json_cached(self.spec_json)
         optimizer = trial.suggest_categorical("optimizer", list(spec.optimizers))
         low, high = spec.lr_bounds()
         trial.suggest_float("lr", low, high, log=True)
@@ -604,28 +618,27 @@ def run_study(
     once, to check that Tune retries it from its last checkpoint). It runs in Ray's workers,
     so it must pickle (cloudpickle: by value or importable there).
     """
-    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
+    store = tracking.store_for(tracking_uri)
+    record = store.get_study(study_id)
     if record.status == "succeeded":
         raise StudyStateError(f"study {study_id} already succeeded; nothing to run")
     if record.status != "queued" and not resume:
         raise StudyStateError(
             f"study {study_id} is {record.status}; run it with --resume to continue it"
         )
-    spec = StudySpec.parse(
-        tracking.load_spec(study_id, tracking_uri=tracking_uri), max_trials=10**9
-    )
+    spec = StudySpec.parse(store.load_spec(study_id))  # admitted when the study was created
     storage = Path(storage_path) if storage_path is not None else paths.storage_path()
     data = str(Path(data_dir).resolve()) if data_dir is not None else str(paths.data_dir())
     callback = RecordingCallback(study_id, spec, tracking_uri=tracking_uri)
     callback.display = progress
     if resume:
         callback.count_recorded()
-    tracking.set_study_status(study_id, "running", tracking_uri=tracking_uri)
+    store.set_study_status(study_id, "running")
     try:
         with ray_session(ray_address), _sigterm_interrupts():
             check_cluster(spec)
             experiment_dir = storage / study_id
-            if resume and tune.Tuner.can_restore(str(experiment_dir)):
+            if resume and _restorable(experiment_dir):
                 tuner = restore_tuner(experiment_dir, callback, spec, trainable_fn=trainable_fn)
             else:
                 done = _recorded_keys(study_id, tracking_uri) if resume else frozenset()
@@ -642,10 +655,10 @@ def run_study(
             tuner.fit()
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
-        tracking.set_study_status(
+        store.settle_open_trials(study_id, "pending")
+        store.set_study_status(
             study_id,
             "cancelled" if interrupted else "failed",
-            tracking_uri=tracking_uri,
             error=None if interrupted else f"{type(exc).__name__}: {exc}",
         )
         raise
@@ -654,18 +667,18 @@ def run_study(
         counts.interrupted = True
         if progress is not None:
             progress(counts)
-        tracking.set_study_status(study_id, "cancelled", tracking_uri=tracking_uri)
+        store.settle_open_trials(study_id, "pending")
+        store.set_study_status(study_id, "cancelled")
     elif counts.failed == counts.total:
-        tracking.set_study_status(
+        store.set_study_status(
             study_id,
             "failed",
-            tracking_uri=tracking_uri,
             error=f"all {counts.total} trials failed (see the trials' errors in {storage})",
         )
     else:
         _finalize(study_id, tracking_uri)
-        tracking.set_study_status(study_id, "succeeded", tracking_uri=tracking_uri)
-    return tracking.get_study(study_id, tracking_uri=tracking_uri)
+        store.set_study_status(study_id, "succeeded")
+    return store.get_study(study_id)
 
 
 def run_spec(
@@ -693,11 +706,32 @@ def run_spec(
     )
 
 
+def _restorable(experiment_dir: Path) -> bool:
+    """Tune can restore the experiment: its state exists and the newest state file reads.
+
+    A driver SIGKILLed early (before Tune first flushed its state, seconds in) leaves empty
+    state files, and ``Tuner.restore`` then runs trials without their configs. Such a folder
+    is moved aside (``<id>.unrestorable-<n>``) and the study is built afresh, skipping the
+    trials the record has as done; a trial it had started continues its record from the
+    epoch after the last one recorded (it trains again from scratch, its earlier epochs are
+    not logged twice)."""
+    if not tune.Tuner.can_restore(str(experiment_dir)):
+        return False
+    states = sorted(experiment_dir.glob("experiment_state-*.json"))
+    try:
+        json.loads(states[-1].read_text()) if states else None
+        return bool(states)
+    except (OSError, ValueError):
+        n = len(list(experiment_dir.parent.glob(f"{experiment_dir.name}.unrestorable-*")))
+        experiment_dir.rename(experiment_dir.with_name(f"{experiment_dir.name}.unrestorable-{n}"))
+        return False
+
+
 def _recorded_keys(study_id: str, tracking_uri: str) -> frozenset[str]:
     return frozenset(
         t.trial_id
-        for t in tracking.load_trials(study_id, tracking_uri=tracking_uri)
-        if t.status in ("finished", "diverged")
+        for t in tracking.store_for(tracking_uri).load_trials(study_id)
+        if t.status in COUNTED_TRIAL
     )
 
 

@@ -12,17 +12,17 @@ per learning rate and seed with no warmup. Figure 7 is thus ``optimizers=[adamw,
 ``warmup={kinds: [linear], steps: [100, 200, 500, 1000]}``.
 
 Validation names the field and the reason. ``StudySpec.parse(...)`` turns pydantic's error into
-a ``SpecError`` whose ``field`` is the dotted path of the first offending field. A study may hold
-at most ``max_trials`` trials: ``DEFAULT_MAX_TRIALS`` (2000), overridden by the environment
-variable ``ROBUSTNESS_MAX_TRIALS`` or, per call, by the validation context
-``{"max_trials": N}`` (``StudySpec.parse(data, max_trials=N)``), which wins.
+a ``SpecError`` whose ``field`` is the dotted path of the first offending field. How many trials
+a deployment accepts is not the spec's business: ``studies.admission.check_trials``, called
+where a study enters (the service, the CLI). A spec is parsed once per process and handed on
+as a ``StudySpec``; a process that receives it as JSON uses ``StudySpec.from_json_cached``.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
-import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self, get_args
 
@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from studies.admission import check_trials
 from studies.errors import SpecError
 
 OptimizerName = Literal["radam", "adam", "adamw", "sgd"]
@@ -50,10 +51,6 @@ OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 DATASETS: tuple[str, ...] = get_args(DatasetName)
 MODELS: tuple[str, ...] = get_args(ModelName)
 WARMUPS: tuple[str, ...] = get_args(WarmupKind)
-
-#: At most this many trials per study unless ROBUSTNESS_MAX_TRIALS or the context says otherwise.
-DEFAULT_MAX_TRIALS = 2000
-MAX_TRIALS_ENV = "ROBUSTNESS_MAX_TRIALS"
 
 _NO_WARMUP: tuple[WarmupKind, ...] = ("none",)
 _ADAM_FAMILY: tuple[OptimizerName, ...] = ("adam", "adamw")  # warm up by default
@@ -188,14 +185,6 @@ class TrialConfig(_Strict):
         return f"{self.optimizer}-lr{self.lr:g}-{warmup}-s{self.seed}"
 
 
-def _max_trials(info: ValidationInfo) -> int:
-    context = info.context if isinstance(info.context, Mapping) else {}
-    if context.get("max_trials") is not None:
-        return int(context["max_trials"])
-    env = os.environ.get(MAX_TRIALS_ENV)
-    return int(env) if env else DEFAULT_MAX_TRIALS
-
-
 class StudySpec(_Strict):
     """A study: optimizers x learning rates x warmups x seeds on one dataset and model."""
 
@@ -305,13 +294,6 @@ class StudySpec(_Strict):
                 f"{self.search.kind!r} every trial runs on its own (pack_size: 1 or auto)",
                 field="pack_size",
             )
-        limit = _max_trials(info)
-        if self.num_trials > limit:
-            raise SpecError(
-                f"the study has {self.num_trials} trials, more than the limit of {limit} "
-                f"(use fewer learning rates, warmups or seeds, or raise {MAX_TRIALS_ENV})",
-                field="num_trials",
-            )
         return self
 
     # ---- reading the spec -------------------------------------------------------------------
@@ -363,14 +345,27 @@ class StudySpec(_Strict):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | str | bytes, *, max_trials: int | None = None) -> Self:
-        """Validate a dict or a JSON document; raise ``SpecError`` naming the first bad field."""
-        context = {"max_trials": max_trials}
+        """Validate a dict or a JSON document; raise ``SpecError`` naming the first bad field.
+
+        ``max_trials`` (deprecated: call ``studies.admission.check_trials`` where the study
+        enters) also applies the trial limit."""
         try:
             if isinstance(data, str | bytes):
-                return cls.model_validate_json(data, context=context)
-            return cls.model_validate(dict(data), context=context)
+                spec = cls.model_validate_json(data)
+            else:
+                spec = cls.model_validate(dict(data))
         except ValidationError as exc:
             raise spec_error(exc) from None
+        if max_trials is not None:
+            check_trials(spec, limit=max_trials)
+        return spec
+
+    @classmethod
+    def from_json_cached(cls, data: str | Mapping[str, Any]) -> StudySpec:
+        """The spec of a JSON text (or its dict), parsed once per process: Tune's workers and
+        callbacks receive the study's spec as JSON, once per trial."""
+        text = data if isinstance(data, str) else json.dumps(data, sort_keys=True)
+        return _parse_cached(text)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -430,3 +425,8 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     puts the union arm's type in the path; users wrote no such key."""
     parts = [str(p) for p in loc if isinstance(p, int) or p.isidentifier() or "[" not in p]
     return ".".join(parts) or "spec"
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_cached(text: str) -> StudySpec:
+    return StudySpec.parse(text)

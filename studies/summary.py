@@ -70,6 +70,7 @@ from studies.labels import (
     warmup_short,
 )
 from studies.results import TrialRecord
+from studies.status import ACTIVE_STUDY, COUNTED_TRIAL, TERMINAL_TRIAL
 from studies.verdict import ALPHA, DEFAULT_DRAWS, METHOD
 
 __all__ = [
@@ -93,9 +94,9 @@ __all__ = [
 ]
 
 #: Statuses whose accuracy counts (see the module docstring).
-COUNTED: frozenset[str] = frozenset({"finished", "diverged"})
+COUNTED = COUNTED_TRIAL
 #: Statuses after which a trial will not change any more.
-TERMINAL: frozenset[str] = frozenset({"finished", "diverged", "failed"})
+TERMINAL = TERMINAL_TRIAL
 
 WITHIN_POINTS = 1.0  # points (percent) of the best that count as "within reach"
 
@@ -265,7 +266,7 @@ def summarize(
     total = max(trials_total or 0, len(trials))
     done = sum(1 for t in trials if t.status in TERMINAL)
     # Partial while trials remain; with no known total, trust the study's own status.
-    partial = done < total or (trials_total is None and status in ("queued", "running"))
+    partial = done < total or (trials_total is None and status in ACTIVE_STUDY)
     return StudySummary(
         study_id=study_id,
         name=name,

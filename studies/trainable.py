@@ -394,7 +394,7 @@ def train_trial(config: Mapping[str, Any], *, session: TrialSession | None = Non
     """Run the trial described by a Tune ``config`` (``spec``: the study's JSON dict; ``trial``
     or Optuna's sampled values; ``data_dir``), reporting each epoch through ``session`` and
     resuming from its last checkpoint."""
-    spec = StudySpec.parse(config["spec"], max_trials=10**9)  # the study was checked on entry
+    spec = StudySpec.from_json_cached(config["spec"])  # admitted on entry
     trial = trial_from_config(config, spec)
     resources = spec.resources_per_trial
     resume_from = session.restore() if session is not None else None

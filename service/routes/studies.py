@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from service.core import TERMINAL, StudyView, eta_seconds, progress_counts, spec_total
+from service.core import StudyView, eta_seconds, progress_counts, spec_total
 from service.deps import Authorized, RuntimeDep
 from service.errors import BadRequestError
 from service.links import study_links
@@ -27,6 +27,7 @@ from service.schemas import (
     TrialPublic,
     TrialsFormat,
 )
+from studies.admission import check_trials
 from studies.presets import apply_overrides, get_preset
 from studies.results import StudyStatus, TrialRecord
 from studies.spec import StudySpec, spec_error
@@ -76,7 +77,12 @@ def _first_non_finite(value: Any, path: str = "") -> str | None:
 
 
 def parse_study_body(raw: bytes, *, max_trials: int) -> StudySpec:
-    """A spec from a POST body: a full spec, or a preset and overrides."""
+    """A spec from a POST body: a full spec, or a preset and overrides; parsed once, then
+    admitted (the trial limit is this deployment's, not the spec's)."""
+    return check_trials(_parse_body(raw), limit=max_trials)
+
+
+def _parse_body(raw: bytes) -> StudySpec:
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -95,9 +101,8 @@ def parse_study_body(raw: bytes, *, max_trials: int) -> StudySpec:
             request = StudyCreate.model_validate(data)
         except ValidationError as exc:
             raise spec_error(exc) from None
-        spec = apply_overrides(get_preset(request.preset), request.overrides)
-        return StudySpec.parse(spec.to_dict(), max_trials=max_trials)
-    return StudySpec.parse(data, max_trials=max_trials)
+        return apply_overrides(get_preset(request.preset), request.overrides)
+    return StudySpec.parse(data)
 
 
 def _best(trials: list[TrialRecord]) -> BestPublic | None:
@@ -127,6 +132,7 @@ def _brief(view: StudyView, runtime: Runtime) -> StudyBrief:
         created_at=record.created_at,
         updated_at=record.updated_at,
         error=view.error,
+        restarts=record.restarts,
         links=study_links(
             record, mlflow_ui=runtime.mlflow_ui_url, ray_dashboard=runtime.ray_dashboard
         ),
@@ -137,7 +143,7 @@ def _public(view: StudyView, runtime: Runtime) -> StudyPublic:
     record = view.record
     trials = view.trials or []
     total = spec_total(record)
-    counts = progress_counts(trials, total=total, study_ended=view.status in TERMINAL)
+    counts = progress_counts(trials, total=total, study_ended=view.status.terminal)
     return StudyPublic(
         **_brief(view, runtime).model_dump(exclude={"links"}),
         links=study_links(

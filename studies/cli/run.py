@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from studies import data_sources, paths
+from studies.admission import check_trials
 from studies.errors import DatasetNotFoundError, SpecError
 from studies.presets import DEFAULT_PRESET, PRESETS, apply_overrides, get_preset, parse_override
 from studies.results import StudyRecord
@@ -87,7 +88,8 @@ def add_override_option(parser: argparse.ArgumentParser) -> None:
 
 
 def load_target(target: str | None, overrides: list[str], *, max_trials: int | None) -> StudySpec:
-    """A preset name or a spec file, with ``--set`` overrides applied and validated."""
+    """A preset name or a spec file, with ``--set`` overrides applied: parsed once, then
+    admitted (the trial limit: ``--max-trials``, else the environment's)."""
     name = target or DEFAULT_PRESET
     if name in PRESETS:
         spec = get_preset(name)
@@ -98,10 +100,10 @@ def load_target(target: str | None, overrides: list[str], *, max_trials: int | N
                 f"{name!r} is neither a preset ({', '.join(PRESETS)}) nor a spec file",
                 field="target",
             )
-        spec = StudySpec.parse(path.read_text(), max_trials=max_trials)
+        spec = StudySpec.parse(path.read_text())
     if overrides:
         spec = apply_overrides(spec, dict(parse_override(text) for text in overrides))
-    return StudySpec.parse(spec.to_dict(), max_trials=max_trials)
+    return check_trials(spec, limit=max_trials)
 
 
 class ProgressLine:
@@ -199,13 +201,12 @@ def _driver_data_check(study_id: str, *, tracking_uri: str, data_dir: str | None
     study fails once with the message ``robustness data status`` gives."""
     from studies import tracking
 
-    spec = StudySpec.parse(
-        tracking.load_spec(study_id, tracking_uri=tracking_uri), max_trials=10**9
-    )
+    store = tracking.store_for(tracking_uri)
+    spec = StudySpec.parse(store.load_spec(study_id))  # admitted when it was created
     try:
         data_sources.require(spec.dataset, data_dir=data_dir)
     except DatasetNotFoundError as exc:
-        tracking.set_study_status(study_id, "failed", tracking_uri=tracking_uri, error=str(exc))
+        store.set_study_status(study_id, "failed", error=str(exc))
         print(f"study {study_id} failed: {exc}", file=sys.stderr)
         return False
     return True

@@ -3,13 +3,13 @@ SQLite in a temporary home, and httpx as the client. One service per test module
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from service import supervise
 from service.process import ServiceProcess
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -81,11 +81,4 @@ def wait_progress(
 
 
 def pids_alive(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        alive.append(pid)
-    return alive
+    return [pid for pid in pids if supervise.pid_alive(pid)]

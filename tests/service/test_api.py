@@ -109,12 +109,16 @@ def test_summary(client: httpx.Client, finished: dict[str, Any]) -> None:
     assert len(summary["cells"]) == 4
 
 
-def test_figures(client: httpx.Client, finished: dict[str, Any]) -> None:
+def test_figures(client: httpx.Client, finished: dict[str, Any], home: Path) -> None:
     base = f"/studies/{finished['id']}/figures"
     png = client.get(f"{base}/figure6.png")
     assert png.status_code == 200
     assert png.headers["content-type"] == "image/png"
     assert png.content.startswith(b"\x89PNG")
+    # a finished study's figure is the file its runner logged, not rendered again per request
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    logged = tracking.download_study_artifact(finished["id"], "figure6.png", tracking_uri=uri)
+    assert png.content == logged
     svg = client.get(f"{base}/lr_sensitivity.svg")
     assert svg.status_code == 200
     assert b"<svg" in svg.content[:2000]

@@ -1,4 +1,5 @@
-"""``robustness serve`` and ``quickstart`` are registered; ``serve`` refuses to listen beyond
+"""``robustness serve``, ``quickstart`` and ``reconcile`` are registered; ``reconcile``
+needs the service's Ray head; ``serve`` refuses to listen beyond
 loopback without an API token; job entrypoints take only our hex ids."""
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ def test_help_lists_the_service_commands() -> None:
     result = _cli("--help")
     assert result.returncode == 0
     assert "serve" in result.stdout and "quickstart" in result.stdout
+    assert "reconcile" in result.stdout
+
+
+def test_reconcile_without_a_running_head_says_so(tmp_path: os.PathLike[str]) -> None:
+    result = _cli("reconcile", ROBUSTNESS_HOME=str(tmp_path), MLFLOW_TRACKING_URI="")
+    assert result.returncode == 2, result.stderr
+    assert "no Ray head is recorded" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_serve_refuses_a_public_host_without_a_token() -> None:
@@ -70,11 +79,11 @@ def test_settings_make_sqlite_paths_absolute(
 
 
 def test_every_limit_has_one_environment_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The settings read the ROBUSTNESS_ names, the spec's refusal names the same one, and a
+    """The settings read the ROBUSTNESS_ names, admission's refusal names the same one, and a
     retired name is reported rather than silently ignored."""
     from service.settings import LIMITS, retired_names
+    from studies.admission import MAX_TRIALS_ENV, check_trials
     from studies.errors import SpecError
-    from studies.spec import MAX_TRIALS_ENV
 
     for field, env_name in LIMITS.items():
         monkeypatch.setenv(env_name, "2048")
@@ -85,13 +94,14 @@ def test_every_limit_has_one_environment_name(monkeypatch: pytest.MonkeyPatch) -
     assert Settings().max_trials != 3
     assert retired_names() == ["MAX_TRIALS is no longer read; set ROBUSTNESS_MAX_TRIALS instead"]
     monkeypatch.setenv(MAX_TRIALS_ENV, "1")
+    spec = StudySpec.parse(
+        {
+            "name": "limit",
+            "dataset": "digits",
+            "model": "mlp",
+            "optimizers": ["sgd", "adam"],
+            "learning_rates": [0.1],
+        }
+    )
     with pytest.raises(SpecError, match=MAX_TRIALS_ENV):
-        StudySpec.parse(
-            {
-                "name": "limit",
-                "dataset": "digits",
-                "model": "mlp",
-                "optimizers": ["sgd", "adam"],
-                "learning_rates": [0.1],
-            }
-        )
+        check_trials(spec)

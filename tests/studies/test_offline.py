@@ -275,22 +275,22 @@ def test_mlflow_failing_midway_leaves_no_half_study(
     outdir: Path, uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = len(tracking.list_studies(tracking_uri=uri, limit=1000))
-    real = tracking.end_trial
+    real = tracking.MlflowStudyStore.end_trial
     calls: list[str] = []
 
-    def flaky(run_id: str, status: str, **kwargs: Any) -> None:  # the store going away
+    def flaky(store: Any, run_id: str, status: str, **kwargs: Any) -> None:  # the store going away
         calls.append(run_id)
         if len(calls) == 3:
             raise TrackingError("MLflow unreachable during end_trial: connection refused")
-        real(run_id, status, **kwargs)
+        real(store, run_id, status, **kwargs)
 
-    monkeypatch.setattr(tracking, "end_trial", flaky)
+    monkeypatch.setattr(tracking.MlflowStudyStore, "end_trial", flaky)
     with pytest.raises(TrackingError, match="unreachable"):
         import_outdir(outdir, tracking_uri=uri, study_id="flakyimport1")
     _no_new_study(uri, before)
     with pytest.raises(tracking.StudyNotFoundError):
         tracking.get_study("flakyimport1", tracking_uri=uri)
-    monkeypatch.setattr(tracking, "end_trial", real)
+    monkeypatch.setattr(tracking.MlflowStudyStore, "end_trial", real)
     record, _ = import_outdir(outdir, tracking_uri=uri, study_id="flakyimport1")  # now whole
     assert record.status == "succeeded"
 

@@ -150,13 +150,13 @@ def test_load_summary_of_a_finished_study_is_cached(
     assert first.status == "succeeded"
     assert first.model_copy(update={"status": final.status}) == final
     reads: list[str] = []
-    real = tracking.load_trials
+    real = tracking.MlflowStudyStore.load_trials
 
     def counting_load_trials(*args: Any, **kwargs: Any) -> Any:
         reads.append("read")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tracking, "load_trials", counting_load_trials)
+    monkeypatch.setattr(tracking.MlflowStudyStore, "load_trials", counting_load_trials)
     assert report.load_summary(study_id, tracking_uri=uri, out_dir=out) is first
     report._cache.clear()  # another process: the summary.json artifact answers
     from_disk = report.load_summary(study_id, tracking_uri=uri, out_dir=out)

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from studies.admission import DEFAULT_MAX_TRIALS, MAX_TRIALS_ENV, check_trials
 from studies.errors import SpecError
-from studies.spec import DEFAULT_MAX_TRIALS, MAX_TRIALS_ENV, StudySpec, TrialConfig
+from studies.spec import StudySpec, TrialConfig
 
 
 def _spec(**changes: Any) -> dict[str, Any]:
@@ -117,7 +118,6 @@ def test_optuna_counts_samples_times_seeds_and_bounds_default_to_the_grid() -> N
         ({"betas": [0.9, 1.0]}, "betas", "[0, 1)"),
         ({"resources_per_trial": {"cpu": 0}}, "resources_per_trial.cpu", "greater than 0"),
         ({"search": {"kind": "random"}}, "search.kind", "'grid'"),
-        ({"seeds": list(range(DEFAULT_MAX_TRIALS))}, "num_trials", "more than the limit"),
         ({"lr": 0.1}, "lr", "Extra inputs"),
     ],
 )
@@ -130,14 +130,20 @@ def test_bad_specs_name_the_field_and_the_reason(
     assert reason in str(caught.value)
 
 
-def test_max_trials_from_the_context_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = _spec()  # 12 trials
+def test_the_trial_limit_is_admission_not_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    big = StudySpec.parse(_spec(seeds=list(range(DEFAULT_MAX_TRIALS))))  # a valid spec
+    with pytest.raises(SpecError, match="more than the limit") as caught:
+        check_trials(big)
+    assert caught.value.field == "num_trials"
+    spec = StudySpec.parse(_spec())  # 12 trials
     with pytest.raises(SpecError, match="limit of 10"):
-        StudySpec.parse(data, max_trials=10)
+        check_trials(spec, limit=10)
     monkeypatch.setenv(MAX_TRIALS_ENV, "11")
     with pytest.raises(SpecError, match="limit of 11"):
-        StudySpec.parse(data)
-    assert StudySpec.parse(data, max_trials=12).num_trials == 12  # the context wins
+        check_trials(spec)
+    assert check_trials(spec, limit=12) is spec  # the caller's limit wins
+    with pytest.raises(SpecError, match="limit of 10"):  # the deprecated parse(max_trials=)
+        StudySpec.parse(_spec(), max_trials=10)
 
 
 def test_a_spec_is_frozen() -> None:

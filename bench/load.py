@@ -1,0 +1,160 @@
+"""A dashboard's reads under load, on a just-finished study: 50 clients x 20 requests each of
+the list, the study, its trials (JSON and CSV), its summary and its figures, plus idempotent
+POSTs (the same Idempotency-Key and spec: a replay, no new study). Target: 0 errors and p99 at
+most 500 ms.
+
+Runs the real service (uvicorn, its own local Ray head, SQLite MLflow) in a fresh home under
+bench/results/load-home, runs a small digits study to its end through the API (a real Ray job,
+real training), and starts the clients the moment it has succeeded: the first requests for
+each figure are the ones that used to render it at once, each in its own request.
+
+    .venv/bin/python bench/load.py [--clients 50] [--requests 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+HOME = ROOT / "bench" / "results" / "load-home"
+P99_TARGET_MS = 500.0
+SPEC = {
+    "name": "load",
+    "dataset": "digits",
+    "model": "mlp",
+    "optimizers": ["adam", "radam", "sgd"],
+    "learning_rates": [0.03, 0.01, 0.003],
+    "seeds": [0],
+    "epochs": 2,
+    "batch_size": 64,
+    "train_subset": 600,
+}
+KEY = "bench-load-study"
+
+
+def reads(study_id: str) -> list[tuple[str, str]]:
+    """One dashboard refresh: (method, path)."""
+    base = f"/studies/{study_id}"
+    return [
+        ("GET", "/studies"),
+        ("GET", base),
+        ("GET", f"{base}/trials"),
+        ("GET", f"{base}/trials?format=csv"),
+        ("GET", f"{base}/summary"),
+        ("GET", f"{base}/figures/figure6.png"),
+        ("GET", f"{base}/figures/figure6.svg"),
+        ("GET", f"{base}/figures/lr_sensitivity.png"),
+        ("GET", f"{base}/figures/expected_max.png"),
+        ("POST", "/studies"),
+    ]
+
+
+def client_session(url: str, study_id: str, n: int, offset: int) -> list[tuple[str, float, int]]:
+    """``n`` requests, cycling through a refresh from ``offset``: (path, ms, status)."""
+    plan = reads(study_id)
+    out: list[tuple[str, float, int]] = []
+    with httpx.Client(base_url=url, timeout=120.0) as client:
+        for i in range(n):
+            method, path = plan[(offset + i) % len(plan)]
+            started = time.perf_counter()
+            try:
+                if method == "POST":
+                    response = client.post(path, json=SPEC, headers={"Idempotency-Key": KEY})
+                else:
+                    response = client.get(path)
+                code = response.status_code
+            except httpx.HTTPError:
+                code = 0
+            out.append((f"{method} {path.split(study_id)[-1] or path}", _ms(started), code))
+    return out
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=20, help="per client")
+    args = parser.parse_args()
+
+    from service.process import ServiceProcess
+
+    shutil.rmtree(HOME, ignore_errors=True)
+    HOME.mkdir(parents=True)
+    env = {
+        "ROBUSTNESS_HOME": str(HOME),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{HOME / 'mlflow.db'}",
+        "MLFLOW_UI": "false",
+        "RAY_ADDRESS": "",
+        "API_TOKEN": "",
+    }
+    with ServiceProcess(env=env, log_path=HOME / "service.log") as service:
+        with httpx.Client(base_url=service.url, timeout=120.0) as client:
+            created = client.post("/studies", json=SPEC, headers={"Idempotency-Key": KEY})
+            created.raise_for_status()
+            study_id = created.json()["id"]
+            deadline = time.monotonic() + 900
+            while time.monotonic() < deadline:
+                status = client.get(f"/studies/{study_id}").json()["status"]
+                if status in ("succeeded", "failed", "cancelled"):
+                    break
+                time.sleep(0.5)
+            if status != "succeeded":
+                print(f"the study ended {status}; see {HOME / 'service.log'}")
+                return 1
+        print(f"study {study_id} succeeded; {args.clients} clients x {args.requests} requests")
+        barrier = threading.Barrier(args.clients)
+
+        def run(index: int) -> list[tuple[str, float, int]]:
+            barrier.wait()  # every client starts at once, as after a dashboard's reload
+            return client_session(service.url, study_id, args.requests, index)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=args.clients) as pool:
+            results = [row for rows in pool.map(run, range(args.clients)) for row in rows]
+        wall = time.perf_counter() - started
+
+    errors = Counter(code for _, _, code in results if code not in (200, 202))
+    latencies = [ms for _, ms, _ in results]
+    p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
+    print(
+        f"{len(results)} requests in {wall:.1f} s ({len(results) / wall:.0f}/s): "
+        f"errors {sum(errors.values())} {dict(errors) or ''}"
+    )
+    print(
+        f"latency ms: p50 {p50:.0f}  p95 {p95:.0f}  p99 {p99:.0f}  max {max(latencies):.0f}  "
+        f"mean {statistics.fmean(latencies):.0f}"
+    )
+    by_path: dict[str, list[float]] = {}
+    for path, ms, _ in results:
+        by_path.setdefault(path, []).append(ms)
+    for path, samples in sorted(by_path.items()):
+        print(
+            f"  {path:38s} p50 {percentile(samples, 50):6.0f}  p99 {percentile(samples, 99):6.0f}"
+        )
+    ok = not errors and p99 <= P99_TARGET_MS
+    print(f"target (0 errors, p99 <= {P99_TARGET_MS:.0f} ms): {'met' if ok else 'NOT met'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
