@@ -428,9 +428,9 @@ class StudyService:
                 reason = "its Ray job vanished (the cluster restarted or lost it)"
             else:
                 reason = f"its Ray job failed: {job.message or 'no message'}"
-            return self._restart(fresh, reason, job_exists=job.state != "MISSING")
+            return self._restart(fresh, reason)
 
-    def _restart(self, record: StudyRecord, reason: str, *, job_exists: bool) -> str:
+    def _restart(self, record: StudyRecord, reason: str) -> str:
         """Resubmit a study whose driver died, with resume, within its restart budget."""
         study_id = record.study_id
         limit = self.settings.max_restarts
@@ -441,10 +441,11 @@ class StudyService:
         # a service stopped between creating a record and submitting it left it incomplete
         self._write_details(study_id)
         try:
-            if job_exists:  # a job's id is the study id: the ended one must go first
-                self.jobs.delete(study_id)
+            # each attempt is its own Ray job (jobs.job_id); the ended ones stay as history
             restarts = self.store.record_restart(study_id, reason=reason)
-            self.jobs.submit(study_id, resume=record.status == StudyStatus.RUNNING)
+            self.jobs.submit(
+                study_id, resume=record.status == StudyStatus.RUNNING, attempt=restarts
+            )
         except ClusterError as exc:
             error = f"{reason}; and it could not be resubmitted: {exc}"
             self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)

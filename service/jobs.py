@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from studies.errors import ClusterError
 from studies.status import ACTIVE_JOB_STATES
@@ -55,6 +55,11 @@ def entrypoint(study_id: str, *, resume: bool = False) -> str:
     return command + " --resume" if resume else command
 
 
+def job_id(study_id: str, attempt: int = 0) -> str:
+    """The Ray job id of a study's ``attempt``-th submission (0: the study id itself)."""
+    return study_id if attempt == 0 else f"{study_id}-r{attempt}"
+
+
 class StudyJobs:
     """A thin, typed layer over ``JobSubmissionClient`` that raises ``ClusterError``."""
 
@@ -68,16 +73,19 @@ class StudyJobs:
         except Exception as exc:  # connection refused, auth, version mismatch
             raise ClusterError(f"cannot reach the Ray Jobs API at {address}: {exc}") from exc
 
-    def submit(self, study_id: str, *, resume: bool = False) -> None:
+    def submit(self, study_id: str, *, resume: bool = False, attempt: int = 0) -> None:
+        """Submit the study's driver. Attempt 0's job id is the study id; a resubmission gets
+        its own (``<study id>-r<attempt>``): Ray keeps an ended job's supervisor actor name
+        for a while, so reusing the id fails with ActorAlreadyExistsError."""
         command = entrypoint(study_id, resume=resume)
         deadline = time.monotonic() + AGENT_WAIT_S
         while True:
             try:
                 self._client.submit_job(
                     entrypoint=command,
-                    submission_id=study_id,
+                    submission_id=job_id(study_id, attempt),
                     runtime_env={"env_vars": dict(self._job_env)},
-                    metadata=dict(JOB_METADATA),
+                    metadata={**JOB_METADATA, "study_id": study_id, "attempt": str(attempt)},
                 )
                 return
             except Exception as exc:
@@ -90,56 +98,52 @@ class StudyJobs:
                 ) from exc
 
     def info(self, study_id: str) -> JobInfo:
-        try:
-            details = self._client.get_job_info(study_id)
-        except RuntimeError as exc:
-            if "does not exist" in str(exc):
-                return JobInfo("MISSING", "the Ray cluster has no job for this study")
-            raise ClusterError(
-                f"cannot read the job of study {study_id}: {brief(str(exc))}"
-            ) from exc
-        except Exception as exc:
-            raise ClusterError(
-                f"cannot read the job of study {study_id}: {brief(str(exc))}"
-            ) from exc
-        return JobInfo(str(details.status.value), brief(details.message))  # type: ignore[arg-type]
+        """The state of the study's latest job (MISSING when the cluster has none)."""
+        return self.states().get(
+            study_id, JobInfo("MISSING", "the Ray cluster has no job for this study")
+        )
 
-    def states(self) -> dict[str, JobInfo]:
-        """Every study job the cluster knows, by study id (one call)."""
+    def _latest_jobs(self) -> dict[str, tuple[int, Any]]:
+        """Each study's latest job (its highest attempt), by study id, in one call."""
         try:
             jobs = self._client.list_jobs()
         except Exception as exc:
             raise ClusterError(
                 f"cannot list the Ray jobs at {self.address}: {brief(str(exc))}"
             ) from exc
-        out: dict[str, JobInfo] = {}
+        latest: dict[str, tuple[int, Any]] = {}
         for job in jobs:
-            if job.submission_id and (job.metadata or {}).get("robustness") == "study":
-                out[job.submission_id] = JobInfo(str(job.status.value), brief(job.message))  # type: ignore[arg-type]
-        return out
+            meta = job.metadata or {}
+            if not job.submission_id or meta.get("robustness") != "study":
+                continue
+            study_id = meta.get("study_id", job.submission_id)
+            attempt = int(meta.get("attempt", "0"))
+            if study_id not in latest or attempt > latest[study_id][0]:
+                latest[study_id] = (attempt, job)
+        return latest
+
+    def states(self) -> dict[str, JobInfo]:
+        """Every study's latest job state, by study id (one call)."""
+        return {
+            study_id: JobInfo(str(job.status.value), brief(job.message))  # type: ignore[arg-type]
+            for study_id, (_, job) in self._latest_jobs().items()
+        }
 
     def active_count(self) -> int:
         return sum(1 for info in self.states().values() if info.state in ACTIVE_STATES)
 
     def stop(self, study_id: str) -> bool:
+        """Stop the study's latest job; False when it has none or it had ended."""
+        entry = self._latest_jobs().get(study_id)
+        if entry is None:
+            return False
         try:
-            return bool(self._client.stop_job(study_id))
+            return bool(self._client.stop_job(job_id(study_id, entry[0])))
         except Exception as exc:
             if "does not exist" in str(exc):
                 return False
             raise ClusterError(
                 f"cannot stop the job of study {study_id}: {brief(str(exc))}"
-            ) from exc
-
-    def delete(self, study_id: str) -> None:
-        """Forget an ended job (its id, the study id, is then free for a resubmission)."""
-        try:
-            self._client.delete_job(study_id)
-        except Exception as exc:
-            if "does not exist" in str(exc):
-                return
-            raise ClusterError(
-                f"cannot delete the ended job of study {study_id}: {brief(str(exc))}"
             ) from exc
 
     def ping(self) -> None:
