@@ -10,7 +10,7 @@ in tests/studies/test_runner.py and test_cli_run.py, on real Ray and SQLite MLfl
   log learning rate and the warmup, wrapped in ``Repeater`` so each sample runs once per seed.
 - Each trial gets ``resources_per_trial`` (``tune.with_resources``); actors are reused and the
   dataset is cached per worker process; ``FailureConfig(max_failures)`` retries a crashed trial
-  from its last checkpoint (one per epoch, the latest kept).
+  from its last checkpoint (one per epoch, the two latest kept).
 - Only the driver talks to MLflow, from a Tune ``Callback``: a nested run per trial (started
   when the trial starts), one ``log_epoch`` per reported epoch, the end status
   (finished/diverged/failed) and the node.
@@ -79,6 +79,11 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 is silent only with the old output
 # A checkpoint per epoch of short trials snapshots the experiment often; that is intended.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# A driver killed outright (SIGKILL, OOM) leaves Tune's experiment state as last saved. Saved
+# on every step of Tune's loop (not every ~10 s), with the two latest checkpoints of each trial
+# kept, the state never names a checkpoint already deleted; with one kept and the default
+# period, a resumed trial failed with "Could not recover from checkpoint as it does not exist".
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
 
 
 @dataclasses.dataclass
@@ -474,7 +479,7 @@ def build_tuner(
         name=study_id,
         storage_path=str(storage_path),
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # see TUNE_GLOBAL_CHECKPOINT_S
         # result.json only (what Tuner.restore reads back); no CSV or TensorBoard files
         callbacks=[callback, JsonLoggerCallback()],  # type: ignore[no-untyped-call]
         verbose=0,
