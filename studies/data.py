@@ -32,6 +32,7 @@ Claims (each checked in ``tests/studies/test_data.py``):
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import importlib.util
@@ -127,12 +128,15 @@ def load_dataset(
     *,
     data_dir: str | os.PathLike[str] | None = None,
     train_subset: int | None = None,
+    image_size: int | None = None,
     device: str | torch.device = "cpu",
     download: bool = False,
 ) -> Dataset:
     """Load dataset ``name`` (one of ``DATASETS``) whole onto ``device``.
 
     ``train_subset=N`` keeps the first N training examples (all of them if N is larger).
+    ``image_size=S`` resizes every image to S x S pixels (``resize_images``) after it is
+    normalised; None keeps the dataset's own size.
     ``download`` fetches a missing dataset first (``data_sources.fetch``: torchvision's
     download, then Debian's package for Fashion-MNIST); without it a missing dataset is an
     error that says how to get it.
@@ -151,12 +155,12 @@ def load_dataset(
         raw = _load_fashion_mnist(root)
         mean, std, augment = FASHION_MNIST_MEAN, FASHION_MNIST_STD, False
     else:
-        return _load_digits(train_subset=train_subset, device=device)
+        return resize_dataset(_load_digits(train_subset=train_subset, device=device), image_size)
     if train_subset is not None:
         raw = _RawImages(
             raw.train_x[:train_subset], raw.train_y[:train_subset], raw.test_x, raw.test_y
         )
-    return Dataset(
+    ds = Dataset(
         name=name,
         train_x=_normalise(raw.train_x, mean, std, device=device),
         train_y=raw.train_y.to(device),
@@ -168,6 +172,36 @@ def load_dataset(
         augment=augment,
         mean=mean,
         std=std,
+    )
+    return resize_dataset(ds, image_size)
+
+
+def resize_images(x: Tensor, size: int) -> Tensor:
+    """``[N, C, H, W]`` images as ``[N, C, size, size]``: bilinear interpolation, antialiased
+    when shrinking (the filter widened by the scale, as PIL's BILINEAR resize does), in
+    chunks so that 60,000 images need no large temporary."""
+    if size < 1:
+        raise SpecError(f"must be a positive number, got {size}", field="image_size")
+    if x.shape[-2:] == (size, size):
+        return x
+    parts = [
+        torch.nn.functional.interpolate(
+            chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        for chunk in torch.split(x, 8192)
+    ]
+    return torch.cat(parts)
+
+
+def resize_dataset(ds: Dataset, image_size: int | None) -> Dataset:
+    """``ds`` with its training and test images at ``image_size`` pixels per side."""
+    if image_size is None or image_size == ds.image_size:
+        return ds
+    return dataclasses.replace(
+        ds,
+        train_x=resize_images(ds.train_x, image_size),
+        test_x=resize_images(ds.test_x, image_size),
+        image_size=image_size,
     )
 
 

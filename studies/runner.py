@@ -49,7 +49,9 @@ from ray.tune.logger import JsonLoggerCallback
 
 from studies import paths
 from studies.errors import ClusterError, StudyStateError
-from studies.pack import PackState, auto_pack_size, pack_result, plan_packs, train_pack
+from studies.pack import PackState
+from studies.pack_plan import auto_pack_size, plan_packs
+from studies.pack_trial import pack_result, train_pack
 from studies.results import EPOCH_METRICS, StudyRecord
 from studies.spec import StudySpec, TrialConfig, trial_params
 from studies.status import COUNTED_TRIAL

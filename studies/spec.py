@@ -208,6 +208,9 @@ class StudySpec(_Strict):
     augment: bool = False  # random crop (pad 4) + horizontal flip of training images
     train_subset: int | None = Field(default=None, ge=1)  # first N training examples
     test_subset: int | None = Field(default=None, ge=1)  # first N test examples (quick studies)
+    # pixels per side the images are resized to when loaded (antialiased bilinear, once per
+    # process; a quick study's way to cut compute); None: the dataset's own size
+    image_size: int | None = Field(default=None, ge=4, le=512)
     # A trial stops, recorded as diverged, when a batch's loss is non-finite or above this
     # (nats; cross-entropy starts near ln(10) = 2.3). None: only a non-finite loss stops it.
     divergence_loss: float | None = Field(default=1e4, gt=0.0)
@@ -287,6 +290,12 @@ class StudySpec(_Strict):
             raise SpecError(
                 f"{self.lr_milestones} must be epoch indices below epochs ({self.epochs})",
                 field="lr_milestones",
+            )
+        if self.model == "cnn" and self.image_size is not None and self.image_size % 4:
+            raise SpecError(
+                f"the cnn pools twice by 2, so it needs an image size divisible by 4, "
+                f"got {self.image_size}",
+                field="image_size",
             )
         if self.search.kind != "grid" and isinstance(self.pack_size, int) and self.pack_size > 1:
             raise SpecError(
@@ -390,6 +399,7 @@ def trial_params(spec: StudySpec, cfg: TrialConfig) -> dict[str, Any]:
         "lr_milestones": list(spec.lr_milestones),
         "lr_gamma": spec.lr_gamma,
         "train_subset": spec.train_subset,
+        "image_size": spec.image_size,
         "augment": spec.augment,
     }
 

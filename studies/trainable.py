@@ -64,7 +64,7 @@ DIVERGENCE_CHECK_EVERY = 10  # iterations between loss checks on a GPU (each one
 EVAL_BATCH_SIZE = 1000  # test examples per forward pass
 
 # Datasets loaded by this process, so a reused Ray actor does not load them again.
-_DATASETS: dict[tuple[str, int | None, str, str], Dataset] = {}
+_DATASETS: dict[tuple[str, int | None, int | None, str, str], Dataset] = {}
 
 OnEpoch = Callable[[dict[str, Any], "TrialState"], None]
 
@@ -150,12 +150,17 @@ def pick_device(gpus: float) -> torch.device:
 
 
 def get_dataset(spec: StudySpec, *, data_dir: str | None, device: torch.device) -> Dataset:
-    """The spec's dataset, loaded once per process; its augmentation and test subset (the
-    first ``test_subset`` examples) set by the spec."""
-    key = (spec.dataset, spec.train_subset, str(data_dir), str(device))
+    """The spec's dataset (resized to ``image_size`` when the spec says), loaded once per
+    process; its augmentation and test subset (the first ``test_subset`` examples) set by
+    the spec."""
+    key = (spec.dataset, spec.train_subset, spec.image_size, str(data_dir), str(device))
     if key not in _DATASETS:
         _DATASETS[key] = load_dataset(
-            spec.dataset, data_dir=data_dir, train_subset=spec.train_subset, device=device
+            spec.dataset,
+            data_dir=data_dir,
+            train_subset=spec.train_subset,
+            image_size=spec.image_size,
+            device=device,
         )
     ds = _DATASETS[key]
     if ds.augment != spec.augment:

@@ -638,3 +638,18 @@ def test_augment_batch_is_deterministic_for_a_seed() -> None:
     c = augment_batch(x, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert (augment_batch(torch.ones(4, 3, 8, 8), padding=4) == 0).any()  # default fill: zeros
+
+
+def test_a_resized_dataset_keeps_its_labels_and_is_resized_as_pil_resizes() -> None:
+    from studies.data import load_dataset, resize_images
+
+    ds = load_dataset("digits")
+    small = load_dataset("digits", image_size=4)
+    assert small.image_size == 4 and small.train_x.shape[1:] == (1, 4, 4)
+    assert small.num_train == ds.num_train and torch.equal(small.train_y, ds.train_y)
+    # antialiased bilinear, as PIL's BILINEAR resize of a float image does it
+    for i in (0, 1, 500):
+        image = Image.fromarray(ds.train_x[i, 0].numpy(), mode="F")
+        expected = np.asarray(image.resize((4, 4), Image.Resampling.BILINEAR))
+        np.testing.assert_allclose(small.train_x[i, 0].numpy(), expected, rtol=1e-4, atol=1e-4)
+    assert resize_images(ds.test_x, 8) is ds.test_x  # already that size: untouched

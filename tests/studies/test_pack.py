@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from studies.pack import PackState, run_pack
+from studies.pack import PackState, Road, run_pack
 from studies.spec import StudySpec, TrialConfig
 from studies.trainable import EPOCH_KEYS, run_trial
 
@@ -56,6 +56,7 @@ def _assert_same_curves(
                 assert p[name] == pytest.approx(a[name], rel=rel, abs=1e-12), (name, p, a)
 
 
+@pytest.mark.parametrize("road", ["layers", "vmap"])  # fused layers (the default), torch.func
 @pytest.mark.parametrize(
     ("model", "changes"),
     [
@@ -65,9 +66,11 @@ def _assert_same_curves(
         ("resnet20", {"train_subset": 128, "test_subset": 100, "batch_size": 32}),
     ],
 )
-def test_a_float64_pack_gives_each_members_own_curves(model: str, changes: dict[str, Any]) -> None:
+def test_a_float64_pack_gives_each_members_own_curves(
+    model: str, changes: dict[str, Any], road: Road
+) -> None:
     spec = _spec(model=model, **changes)
-    packed = run_pack(spec, CONFIGS, threads=1, dtype=torch.float64)
+    packed = run_pack(spec, CONFIGS, threads=1, dtype=torch.float64, road=road)
     for cfg, history in zip(CONFIGS, packed, strict=True):
         alone = run_trial(spec, cfg, threads=1, dtype=torch.float64)
         _assert_same_curves(history, alone, rel=1e-9)
@@ -177,22 +180,15 @@ def test_members_in_chunks_and_an_out_of_memory_back_off_give_the_same_curves(
     whole = run_pack(spec, CONFIGS, threads=1, dtype=torch.float64)
     chunked = run_pack(spec, CONFIGS, threads=1, dtype=torch.float64, chunk=3)
     passes: list[int] = []
-    real_vmap = pack.vmap
+    real_losses = pack._chunk_losses
 
-    def vmap_with_memory(fn: Any, **kwargs: Any) -> Any:
-        batched = real_vmap(fn, **kwargs)
-        if "randomness" not in kwargs:  # evaluation: one test batch for every member
-            return batched
+    def losses_with_memory(state: Any, params: Any, buffers: Any, xs: Any, ys: Any) -> Any:
+        passes.append(int(xs.shape[0]))
+        if xs.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_losses(state, params, buffers, xs, ys)
 
-        def call(params: Any, buffers: Any, x: Any, y: Any) -> Any:
-            passes.append(int(x.shape[0]))
-            if x.shape[0] > 2:
-                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-            return batched(params, buffers, x, y)
-
-        return call
-
-    monkeypatch.setattr(pack, "vmap", vmap_with_memory)
+    monkeypatch.setattr(pack, "_chunk_losses", losses_with_memory)
     sizes: list[int | None] = []
     backed_off = run_pack(
         spec,
@@ -209,7 +205,7 @@ def test_members_in_chunks_and_an_out_of_memory_back_off_give_the_same_curves(
 
 
 def test_packs_are_even_and_auto_fills_every_slot_within_the_cap() -> None:
-    from studies.pack import auto_pack_size, plan_packs
+    from studies.pack_plan import auto_pack_size, plan_packs
 
     configs = _spec(seeds=[0, 1, 2]).trial_configs()  # 4 optimizers x 2 lrs x 3 seeds + warmups
     packs = plan_packs(configs, 5)
@@ -222,3 +218,18 @@ def test_packs_are_even_and_auto_fills_every_slot_within_the_cap() -> None:
     assert auto_pack_size(3, slots=4, gpu=False) == 1
     with pytest.raises(ValueError, match="pack_size"):
         plan_packs(configs, 0)
+
+
+def test_fused_layers_refuse_a_network_that_would_mix_members() -> None:
+    # He et al.'s option-A shortcut zero-pads the channel axis at its ends: on the fused
+    # layout that would shift every member's channels into its neighbour's, so such a
+    # network runs through vmap.
+    from studies import fused
+    from studies.models import resnet20
+    from studies.pack import default_road
+
+    assert fused.fuse(resnet20(shortcut="A"), 3) is None
+    assert default_road(resnet20(shortcut="A")) == "vmap"
+    assert default_road(resnet20()) == "layers"
+    net = fused.fuse(resnet20(), 3)
+    assert net is not None and net.conv1.groups == 3 and net.fc.weight.shape == (3, 10, 64)

@@ -107,7 +107,7 @@ def _crash_once(workdir: Path, *, after_epoch: int) -> Callable[[dict[str, Any]]
     """The runner's pack trainable, wrapped so that its worker dies (``os._exit``) on its first
     attempt once epoch ``after_epoch`` is reported and checkpointed; each reported epoch is
     noted in ``workdir/epochs.log`` as ``attempt pid epoch``."""
-    from studies.pack import train_pack
+    from studies.pack_trial import train_pack
 
     class CrashOnceSession(runner._TunePackSession):
         def __init__(self, attempt: int) -> None:

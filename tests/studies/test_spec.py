@@ -186,3 +186,13 @@ def test_pack_size_is_a_positive_integer_or_auto_and_grid_only() -> None:
     with pytest.raises(SpecError, match="grid search only") as info:
         StudySpec.parse(optuna | {"pack_size": 4})
     assert info.value.field == "pack_size"
+
+
+def test_image_size_must_suit_the_cnn_and_is_a_trial_param() -> None:
+    from studies.spec import trial_params
+
+    with pytest.raises(SpecError) as refused:
+        StudySpec.parse(_spec(model="cnn", image_size=14))
+    assert refused.value.field == "image_size"
+    spec = StudySpec.parse(_spec(model="cnn", image_size=16))
+    assert trial_params(spec, spec.trial_configs()[0])["image_size"] == 16
