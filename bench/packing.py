@@ -1,7 +1,8 @@
 """What packing buys: K configurations trained as one program (``studies.pack``) against one
 trial per process.
 
-1. Throughput. For K in ``--sizes`` (default 1 2 4 8 16 36): ``run_pack`` over K
+1. Throughput. For each road in ``--roads`` (``layers``: one horizontally fused network;
+   ``vmap``: torch.func) and K in ``--sizes`` (default 1 2 4 8 16 36): ``run_pack`` over K
    configurations (SGD, AdamW, RAdam in turn, one seed each) for ``--epochs`` epochs, after a
    warm-up epoch; training images per second over all members, and per configuration,
    against ``run_trial`` in this process (the bare trial, no process cost) and in a fresh
@@ -36,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OPTIMIZERS = ("sgd", "adamw", "radam")
 
 
-def _spec(dataset: str, model: str, *, epochs: int, train_subset: int | None) -> Any:
+def _spec(
+    dataset: str, model: str, *, epochs: int, train_subset: int | None, image_size: int | None
+) -> Any:
     from studies.spec import StudySpec
 
     return StudySpec.parse(
@@ -49,6 +52,7 @@ def _spec(dataset: str, model: str, *, epochs: int, train_subset: int | None) ->
             "epochs": epochs,
             "batch_size": 128 if dataset == "cifar10" else 64,
             "train_subset": train_subset,
+            "image_size": image_size,
             "augment": dataset == "cifar10",
             "weight_decay": 1e-4,
         }
@@ -81,7 +85,13 @@ def throughput(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
     from studies.pack import run_pack
     from studies.trainable import get_dataset, pick_device, run_trial
 
-    spec = _spec(args.dataset, model, epochs=args.epochs, train_subset=args.train_subset)
+    spec = _spec(
+        args.dataset,
+        model,
+        epochs=args.epochs,
+        train_subset=args.train_subset,
+        image_size=args.image_size,
+    )
     device = pick_device(args.gpus)
     images = get_dataset(spec, data_dir=None, device=device).num_train * args.epochs
     torch.set_num_threads(args.threads)
@@ -102,20 +112,22 @@ def throughput(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
         f"{alone:.2f} s ({images / alone:,.0f} img/s), in its own process {process:.2f} s "
         f"({images / process:,.0f} img/s, all in)"
     )
-    for k in args.sizes:
+    for road, k in [(road, k) for road in args.roads for k in args.sizes]:
         configs = _configs(k)
+        options = {"threads": args.threads, "gpus": args.gpus, "road": road}
         try:
-            run_pack(spec, configs, threads=args.threads, gpus=args.gpus, epochs=1)  # warm-up
+            run_pack(spec, configs, epochs=1, **options)  # warm-up
             sync()
             started = time.perf_counter()
-            run_pack(spec, configs, threads=args.threads, gpus=args.gpus)
+            run_pack(spec, configs, **options)
             sync()
         except torch.OutOfMemoryError:
-            print(f"  K={k:3d}: out of memory")
-            break
+            print(f"  {road} K={k:3d}: out of memory")
+            continue
         seconds = time.perf_counter() - started
         row = {
             "model": model,
+            "road": road,
             "K": k,
             "seconds": seconds,
             "images_per_s": k * images / seconds,
@@ -125,7 +137,7 @@ def throughput(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
         }
         rows.append(row)
         print(
-            f"  K={k:3d}: {seconds:7.2f} s, {row['images_per_s']:9,.0f} img/s "
+            f"  {road:6s} K={k:3d}: {seconds:7.2f} s, {row['images_per_s']:9,.0f} img/s "
             f"({row['images_per_s_per_config']:8,.0f} per configuration); "
             f"{row['vs_trial_in_process']:5.2f}x trials in one process, "
             f"{row['vs_trial_per_process']:5.2f}x one trial per process"
@@ -143,7 +155,7 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
     uri = f"sqlite:///{home / 'mlflow.db'}"
     tracking.create_study({"name": "warm-up"}, tracking_uri=uri)  # the store's creation
     out: dict[str, Any] = {}
-    curves: dict[str, dict[str, list[float]]] = {}
+    curves: dict[str, dict[str, dict[str, list[float]]]] = {}
     for pack_size in (1, "auto"):
         spec = StudySpec.parse(
             {
@@ -164,20 +176,32 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
         trials = tracking.load_trials(record.study_id, tracking_uri=uri)
         out[str(pack_size)] = wall
         for t in trials:
-            curves.setdefault(t.trial_id, {}).update({str(pack_size): t.history["test_loss"]})
+            curves.setdefault(t.trial_id, {})[str(pack_size)] = {
+                name: list(t.history[name]) for name in ("test_loss", "test_acc")
+            }
         print(
             f"study of {spec.num_trials} configurations, pack_size {pack_size}: "
             f"{record.status}, wall {wall:.1f} s"
         )
-    worst = 0.0
+    # float32: the packed kernels sum in another order, and over many epochs a chaotic run
+    # (lr 0.1) drifts apart from its unpacked twin; compare the first epochs closely and the
+    # final accuracies loosely.
+    worst, apart = 0.0, 0
     for by_size in curves.values():
-        a, b = by_size.get("1", []), by_size.get("auto", [])
-        for x, y in zip(a, b, strict=False):
+        a, b = by_size.get("1", {}), by_size.get("auto", {})
+        for x, y in list(zip(a.get("test_loss", []), b.get("test_loss", []), strict=False))[:3]:
             if math.isfinite(x) and math.isfinite(y):
                 worst = max(worst, abs(x - y) / max(abs(x), 1e-12))
+        fa, fb = a.get("test_acc", [math.nan])[-1], b.get("test_acc", [math.nan])[-1]
+        apart += int(not (abs(fa - fb) <= 0.01 or (math.isnan(fa) and math.isnan(fb))))
     out["speedup"] = out["1"] / out["auto"]
-    out["max_rel_curve_difference"] = worst
-    print(f"packed {out['speedup']:.2f}x faster; curves differ by at most {worst:.1e} (relative)")
+    out["max_rel_test_loss_difference_first_3_epochs"] = worst
+    out["final_accuracies_more_than_1_point_apart"] = apart
+    print(
+        f"packed {out['speedup']:.2f}x faster; test losses over the first 3 epochs differ by "
+        f"at most {worst:.1e} (relative); {apart} of {len(curves)} final accuracies differ "
+        "by more than 1 point"
+    )
     return out
 
 
@@ -188,6 +212,9 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[1, 2, 4, 8, 16, 36])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train-subset", type=int, default=None)
+    parser.add_argument("--image-size", type=int, default=None)
+    # the two roads of a pack (studies.pack): fused layers (the default) and torch.func.vmap
+    parser.add_argument("--roads", nargs="+", default=["layers", "vmap"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gpus", type=float, default=0.0)
     parser.add_argument("--study-configs", type=int, default=24)
