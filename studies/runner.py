@@ -1,7 +1,7 @@
 """Run a study on Ray Tune and record it in MLflow: the one code path of the CLI and the service.
 
 ``run_study(study_id, tracking_uri=...)`` runs a study already created in MLflow
-(``tracking.create_study``); ``run_spec(spec, ...)`` creates then runs. What it claims (checked
+(``tracking.store_for(uri).create_study``); ``run_spec(spec, ...)`` creates then runs. What it claims (checked
 in tests/studies/test_runner.py and test_cli_run.py, on real Ray and SQLite MLflow):
 
 - A grid is one ``tune.grid_search`` over the spec's ``TrialConfig`` points (the spec decides
@@ -612,7 +612,7 @@ def run_study(
     data_dir: str | os.PathLike[str] | None = None,
     trainable_fn: TrainableFn = tune_trainable,
 ) -> StudyRecord:
-    """Run the study ``study_id`` (created with ``tracking.create_study``) to its end.
+    """Run the study ``study_id`` (created with ``store_for(uri).create_study``) to its end.
 
     Returns its record: ``succeeded``, ``failed`` (every trial failed) or ``cancelled``
     (interrupted; run again with ``resume=True``). Raises ``StudyStateError`` for a study
@@ -698,8 +698,8 @@ def run_spec(
 ) -> StudyRecord:
     """Create the study in MLflow, then run it (``run_study``)."""
     uri = tracking_uri or paths.mlflow_uri()
-    record = tracking.create_study(
-        spec.to_dict(), tracking_uri=uri, study_id=study_id, num_trials=spec.num_trials
+    record = tracking.store_for(uri).create_study(
+        spec.to_dict(), study_id=study_id, num_trials=spec.num_trials
     )
     return run_study(
         record.study_id,
