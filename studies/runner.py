@@ -605,6 +605,7 @@ def run_study(
     study_id: str,
     *,
     tracking_uri: str,
+    spec: StudySpec | None = None,
     ray_address: str | None = None,
     storage_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
@@ -622,6 +623,9 @@ def run_study(
     caller wraps it (tests/studies/test_runner.py passes one that crashes a trial's worker
     once, to check that Tune retries it from its last checkpoint). It runs in Ray's workers,
     so it must pickle (cloudpickle: by value or importable there).
+
+    ``spec`` is the study's, when the caller has already parsed it from the record (the CLI's
+    ``--study-id`` checks its dataset first); else it is read from the record and parsed here.
     """
     store = tracking.store_for(tracking_uri)
     record = store.get_study(study_id)
@@ -631,7 +635,8 @@ def run_study(
         raise StudyStateError(
             f"study {study_id} is {record.status}; run it with --resume to continue it"
         )
-    spec = StudySpec.parse(store.load_spec(study_id))  # admitted when the study was created
+    if spec is None:  # admitted when the study was created
+        spec = StudySpec.parse(store.load_spec(study_id))
     storage = Path(storage_path) if storage_path is not None else paths.storage_path()
     data = str(Path(data_dir).resolve()) if data_dir is not None else str(paths.data_dir())
     callback = RecordingCallback(study_id, spec, tracking_uri=tracking_uri)
@@ -704,6 +709,7 @@ def run_spec(
     return run_study(
         record.study_id,
         tracking_uri=uri,
+        spec=spec,
         ray_address=ray_address,
         storage_path=storage_path,
         progress=progress,
