@@ -497,10 +497,15 @@ class StudyService:
             return self._restart(fresh, reason)
 
     def _restart(self, record: StudyRecord, reason: str) -> str:
-        """Resubmit a study whose driver died, with resume, within its restart budget."""
+        """Resubmit a study whose driver died, with resume, within its restart budget. A study
+        a graceful stop suspended (``suspend``) is resubmitted outside the budget: its driver
+        did not die, the service stopped it."""
         study_id = record.study_id
         limit = self.settings.max_restarts
-        if record.restarts >= limit:
+        counted = not record.suspended
+        if record.suspended:
+            reason = "the service was stopped gracefully (its driver was suspended)"
+        if counted and record.restarts >= limit:
             error = f"{reason}; not resubmitted: it was restarted {record.restarts} times already"
             self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
             return f"failed: {error}"
@@ -508,14 +513,13 @@ class StudyService:
         self._write_details(study_id)
         try:
             # each attempt is its own Ray job (jobs.job_id); the ended ones stay as history
-            restarts = self.store.record_restart(study_id, reason=reason)
-            self.jobs.submit(
-                study_id, resume=record.status == StudyStatus.RUNNING, attempt=restarts
-            )
+            attempt = self.store.record_restart(study_id, reason=reason, counted=counted)
+            self.jobs.submit(study_id, resume=record.status == StudyStatus.RUNNING, attempt=attempt)
         except ClusterError as exc:
             error = f"{reason}; and it could not be resubmitted: {exc}"
             self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
             return f"failed: {error}"
+        restarts = record.restarts + (1 if counted else 0)
         log.warning(
             "study %s: %s; resubmitted (restart %d of %d)", study_id, reason, restarts, limit
         )
@@ -562,6 +566,7 @@ class StudyService:
             record = self.store.get_study(study_id)
             if record.status != StudyStatus.SUCCEEDED:
                 self.store.settle_open_trials(study_id, TrialStatus.PENDING)
+                self.store.mark_suspended(study_id)  # its resubmission is not a restart
                 self.store.set_study_status(study_id, status)
             self._wrote(study_id)
 
