@@ -7,7 +7,6 @@ import json
 import math
 import os
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -18,6 +17,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
+from service import supervise
 from studies import tracking
 from studies.errors import StudyNotFoundError, TrackingError
 from studies.results import TrialRecord
@@ -419,30 +419,21 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         "--artifacts-destination", str(tmp_path / "server-artifacts"),
         "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}",
     ]  # fmt: skip
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    log = tmp_path / "server.log"
+    # service.supervise: the one way this project starts, polls and stops a helper process
+    server = supervise.spawn(command, env=os.environ.copy(), log_path=log)
     try:
-        deadline = time.monotonic() + 120  # the server takes 10-25 s to come up here
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()}"
-                )
-            time.sleep(0.5)
+        supervise.wait_healthy(
+            server,
+            lambda: requests.get(f"{url}/health", timeout=2).status_code == 200,
+            timeout_s=120,  # the server takes 10-25 s to come up here
+            what="mlflow server",
+            error=TrackingError,
+            log_path=log,
+        )
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+        supervise.stop_process(server, grace_s=15)  # the server and its workers (its group)
         tracking.forget_stores()
 
 
