@@ -62,12 +62,12 @@ def build_finished_study(uri: str) -> str:
 
     spec = StudySpec.parse(thousand_trial_spec())
     assert spec.num_trials == 1000, spec.num_trials
-    record = tracking.create_study(spec, tracking_uri=uri)
-    tracking.set_study_status(record.study_id, "running", tracking_uri=uri)
+    record = tracking.store_for(uri).create_study(spec)
+    tracking.store_for(uri).set_study_status(record.study_id, "running")
     started = time.perf_counter()
     for i, cfg in enumerate(spec.trial_configs()):
-        run_id = tracking.start_trial(
-            record.study_id, cfg.key, params=trial_params(spec, cfg), tracking_uri=uri
+        run_id = tracking.store_for(uri).start_trial(
+            record.study_id, cfg.key, params=trial_params(spec, cfg)
         )
         acc = 0.5 + 0.4 * ((i * 7919) % 100) / 100
         epochs = range(1, EPOCHS + 1)
@@ -77,11 +77,11 @@ def build_finished_study(uri: str) -> str:
             "test_acc": [acc * e / EPOCHS for e in epochs],
             "lr": [cfg.lr for _ in epochs],
         }
-        tracking.log_history(run_id, history, tracking_uri=uri)
-        tracking.end_trial(run_id, "finished", tracking_uri=uri, node="bench", train_seconds=1.0)
+        tracking.store_for(uri).log_history(run_id, history)
+        tracking.store_for(uri).end_trial(run_id, "finished", node="bench", train_seconds=1.0)
         if (i + 1) % 100 == 0:
             print(f"  wrote {i + 1} trials in {time.perf_counter() - started:.0f} s", flush=True)
-    tracking.set_study_status(record.study_id, "succeeded", tracking_uri=uri)
+    tracking.store_for(uri).set_study_status(record.study_id, "succeeded")
     marker.write_text(record.study_id)
     return record.study_id
 

@@ -34,8 +34,8 @@ WARMUPS = ("none", "linear", "untuned_linear", "untuned_exponential")
 def write_study(uri: str, *, name: str, trials: int, epochs: int, seed: int = 0) -> str:
     rng = random.Random(seed)
     spec = {"name": name, "dataset": "cifar10", "model": "resnet20", "epochs": epochs}
-    record = tracking.create_study(spec, tracking_uri=uri, num_trials=trials)
-    tracking.set_study_status(record.study_id, "running", tracking_uri=uri)
+    record = tracking.store_for(uri).create_study(spec, num_trials=trials)
+    tracking.store_for(uri).set_study_status(record.study_id, "running")
     started = time.perf_counter()
     for index in range(trials):
         params = {
@@ -45,16 +45,16 @@ def write_study(uri: str, *, name: str, trials: int, epochs: int, seed: int = 0)
             "warmup_steps": 0,
             "seed": index // 100,
         }
-        run_id = tracking.start_trial(record.study_id, f"t{index:05d}", params, tracking_uri=uri)
+        run_id = tracking.store_for(uri).start_trial(record.study_id, f"t{index:05d}", params)
         history = {
             "train_loss": [rng.uniform(0.01, 2.3) for _ in range(epochs)],
             "test_loss": [rng.uniform(0.2, 2.3) for _ in range(epochs)],
             "test_acc": [rng.uniform(0.1, 0.93) for _ in range(epochs)],
             "lr": [params["lr"] * (0.1 if e > 80 else 1.0) for e in range(epochs)],  # type: ignore[operator]
         }
-        tracking.log_history(run_id, history, tracking_uri=uri)
-        tracking.end_trial(
-            run_id, "finished", tracking_uri=uri, node="node-0", train_seconds=rng.uniform(1, 9)
+        tracking.store_for(uri).log_history(run_id, history)
+        tracking.store_for(uri).end_trial(
+            run_id, "finished", node="node-0", train_seconds=rng.uniform(1, 9)
         )
         if (index + 1) % 100 == 0:
             elapsed = time.perf_counter() - started
@@ -92,51 +92,49 @@ def main() -> None:
         db = args.db or Path(tmp) / "mlflow.db"
         uri = f"sqlite:///{db.resolve()}"
         name = f"bench-{args.trials}x{args.epochs}"
-        existing = [s for s in tracking.list_studies(tracking_uri=uri) if s.name == name]
+        existing = [s for s in tracking.store_for(uri).list_studies() if s.name == name]
         if existing:
             study_id = existing[0].study_id
             print(f"reusing study {study_id} in {db}")
-            tracking.set_study_status(study_id, "running", tracking_uri=uri)
+            tracking.store_for(uri).set_study_status(study_id, "running")
         else:
             print(f"writing {args.trials} trials x {args.epochs} epochs x 4 metrics to {db}")
             started = time.perf_counter()
             study_id = write_study(uri, name=name, trials=args.trials, epochs=args.epochs)
             print(f"{'write (whole study)':<36} {time.perf_counter() - started:7.3f} s wall")
 
-        tracking.clear_caches()
-        tracking.get_study(study_id, tracking_uri=uri)  # warm the client, not the histories
+        tracking.forget_stores()
+        tracking.store_for(uri).get_study(study_id)  # warm the client, not the histories
         trials = timed(
             "load_trials, bulk (running study)",
-            lambda: tracking.load_trials(study_id, tracking_uri=uri),
+            lambda: tracking.store_for(uri).load_trials(study_id),
         )
         assert isinstance(trials, list)
         timed(
             "load_trials, bulk, nothing new",
-            lambda: tracking.load_trials(study_id, tracking_uri=uri),
+            lambda: tracking.store_for(uri).load_trials(study_id),
             repeat=3,
         )
         points = sum(len(values) for t in trials for values in t.history.values())
         print(f"  {len(trials)} trials, {points} metric values")
         timed(
             "finish study (writes trials.json)",
-            lambda: tracking.set_study_status(study_id, "succeeded", tracking_uri=uri),
+            lambda: tracking.store_for(uri).set_study_status(study_id, "succeeded"),
         )
-        tracking.clear_caches()  # cold: as in a fresh service process
-        timed(
-            "load_trials, snapshot cold", lambda: tracking.load_trials(study_id, tracking_uri=uri)
-        )
-        tracking.clear_caches()
-        tracking.get_study(study_id, tracking_uri=uri)  # warm the client, not the snapshot
+        tracking.forget_stores()  # cold: as in a fresh service process
+        timed("load_trials, snapshot cold", lambda: tracking.store_for(uri).load_trials(study_id))
+        tracking.forget_stores()
+        tracking.store_for(uri).get_study(study_id)  # warm the client, not the snapshot
         timed(
             "load_trials, snapshot (warm client)",
-            lambda: tracking.load_trials(study_id, tracking_uri=uri),
+            lambda: tracking.store_for(uri).load_trials(study_id),
         )
         timed(
             "load_trials, snapshot cached",
-            lambda: tracking.load_trials(study_id, tracking_uri=uri),
+            lambda: tracking.store_for(uri).load_trials(study_id),
             repeat=10,
         )
-        size = len(tracking.download_study_artifact(study_id, "trials.json", tracking_uri=uri))
+        size = len(tracking.store_for(uri).download_artifact(study_id, "trials.json"))
         print(f"  trials.json: {size / 1e6:.1f} MB")
         print(f"  load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 

@@ -153,7 +153,7 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
     lrs = [0.1, 0.03, 0.01, 0.003]
     home = Path(tempfile.mkdtemp(prefix="packing-"))
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    tracking.create_study({"name": "warm-up"}, tracking_uri=uri)  # the store's creation
+    tracking.store_for(uri).create_study({"name": "warm-up"})  # the store's creation
     out: dict[str, Any] = {}
     curves: dict[str, dict[str, dict[str, list[float]]]] = {}
     for pack_size in (1, "auto"):
@@ -173,7 +173,7 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         record = runner.run_spec(spec, tracking_uri=uri, storage_path=home / "ray_results")
         wall = time.perf_counter() - started
-        trials = tracking.load_trials(record.study_id, tracking_uri=uri)
+        trials = tracking.store_for(uri).load_trials(record.study_id)
         out[str(pack_size)] = wall
         for t in trials:
             curves.setdefault(t.trial_id, {})[str(pack_size)] = {

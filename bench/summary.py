@@ -90,22 +90,22 @@ def bench_tracking(trials: list[TrialRecord], epochs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
         spec = {"name": "bench", "epochs": epochs, "num_trials": len(trials)}
-        record = tracking.create_study(spec, tracking_uri=uri)
-        tracking.set_study_status(record.study_id, "running", tracking_uri=uri)
+        record = tracking.store_for(uri).create_study(spec)
+        tracking.store_for(uri).set_study_status(record.study_id, "running")
         started = time.perf_counter()
         _write_trials(record.study_id, trials, uri)
         took = time.perf_counter() - started
         print(f"{'write the study into MLflow (setup)':<52} {took:13.1f} s")
         timed(
             "live read: load_trials + summarize (running study)",
-            lambda: summarize(tracking.load_trials(record.study_id, tracking_uri=uri)),
+            lambda: summarize(tracking.store_for(uri).load_trials(record.study_id)),
             repeat=3,
         )
         started = time.perf_counter()
         report.finalize_study(record.study_id, tracking_uri=uri, out_dir=Path(tmp) / "report")
         took = time.perf_counter() - started
         print(f"{'finalize_study (snapshot, summary, figures, artifacts)':<52} {took:13.1f} s")
-        tracking.set_study_status(record.study_id, "succeeded", tracking_uri=uri)
+        tracking.store_for(uri).set_study_status(record.study_id, "succeeded")
         report._cache.clear()
         timed(
             "load_summary, finished, new process (artifact)",
@@ -137,7 +137,7 @@ def _write_trials(study_id: str, trials: list[TrialRecord], uri: str) -> None:
     for t in trials:
         params = {"optimizer": t.optimizer, "lr": t.lr, "warmup": t.warmup}
         params |= {"warmup_steps": t.warmup_steps, "seed": t.seed}
-        run_id = tracking.start_trial(study_id, t.trial_id, params=params, tracking_uri=uri)
+        run_id = tracking.store_for(uri).start_trial(study_id, t.trial_id, params=params)
         metrics = [
             Metric(name, float(value), now, epoch + 1)
             for name, values in t.history.items()
@@ -145,7 +145,7 @@ def _write_trials(study_id: str, trials: list[TrialRecord], uri: str) -> None:
         ]
         for start in range(0, len(metrics), 1000):  # MLflow's limit per log_batch
             client.log_batch(run_id, metrics=metrics[start : start + 1000], synchronous=True)
-        tracking.end_trial(run_id, t.status, tracking_uri=uri, train_seconds=1.0)
+        tracking.store_for(uri).end_trial(run_id, t.status, train_seconds=1.0)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ def fixed_cost(trial_counts: list[int]) -> None:
 
     home = Path(tempfile.mkdtemp(prefix="trial-overhead-"))
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    tracking.create_study({"name": "warm-up"}, tracking_uri=uri)  # the store's creation
+    tracking.store_for(uri).create_study({"name": "warm-up"})  # the store's creation
     overheads: list[tuple[int, float]] = []
     for n in trial_counts:
         lrs = [round(0.001 * 1.3**i, 6) for i in range(n)]
@@ -49,7 +49,7 @@ def fixed_cost(trial_counts: list[int]) -> None:
         started = time.perf_counter()
         record = runner.run_spec(spec, tracking_uri=uri, storage_path=home / "ray_results")
         wall = time.perf_counter() - started
-        trials = tracking.load_trials(record.study_id, tracking_uri=uri)
+        trials = tracking.store_for(uri).load_trials(record.study_id)
         own = sum(t.train_seconds or 0.0 for t in trials)
         overheads.append((n, wall - own))
         print(

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +46,7 @@ from service.errors import (
     TooManyStudiesError,
 )
 from service.jobs import JobInfo, StudyJobs
+from service.read_cache import ReadCache
 from service.schemas import FigureFormat, FigureName
 from service.settings import Settings
 from studies import data_sources, figures, report, tracking
@@ -73,7 +74,6 @@ log = logging.getLogger("service")
 LAUNCHER = "service"  # the records of the studies whose driver is a Ray job we submitted
 
 _STUDY_ID = re.compile(r"^[0-9a-f]{8,64}$")  # ours are 32; the CLI's 12
-_FIGURE_CACHE_SIZE = 64  # rendered figures of finished studies kept in memory
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,9 @@ class StudyService:
         # fresh head waits seconds for Ray's job agent). Guarded by ``_lock``.
         self._submitting: set[str] = set()
         self._submitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="submit-study")
-        self._figures: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
-        self._figures_lock = threading.Lock()
-        self._flights: dict[tuple[str, str, str], threading.Lock] = {}  # renderings under way
+        # finished studies' reads and the list's pages, in memory (see service.read_cache);
+        # every write below drops what it changes (``_wrote``)
+        self.reads = ReadCache(fresh_s=settings.read_cache_s)
 
     # ---- create -------------------------------------------------------------------------
 
@@ -160,12 +160,14 @@ class StudyService:
                 launcher=LAUNCHER,
             )
             self._submitting.add(study_id)
+            self._wrote(study_id)
         self._submitter.submit(self._submit, study_id)
         return StudyView(record, StudyStatus.QUEUED, None)
 
     def _replay(self, study_id: str, spec: StudySpec) -> StudyView | None:
-        existing = self._existing(study_id)
-        if existing is None:
+        try:
+            existing = self._record(study_id)  # a finished study's from memory
+        except StudyNotFoundError:
             return None
         if existing.spec != spec.to_dict():
             raise IdempotencyConflictError(
@@ -190,6 +192,7 @@ class StudyService:
                     self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
             finally:
                 self._submitting.discard(study_id)
+                self._wrote(study_id)
 
     def wait_submitted(self, *, timeout_s: float = 30.0) -> None:
         """Until every study created so far has been handed to Ray (or failed)."""
@@ -236,16 +239,67 @@ class StudyService:
 
     # ---- read ---------------------------------------------------------------------------
 
+    def _record(self, study_id: str) -> StudyRecord:
+        """The record a read shows: a finished study's from memory (see service.read_cache)."""
+        return self.reads.record(study_id, self.store.get_study)
+
+    def _trials_of(self, record: StudyRecord) -> list[TrialRecord]:
+        study_id = record.study_id
+        return self.reads.part(record, "trials", lambda: list(self.store.load_trials(study_id)))
+
     def get(self, study_id: str, *, with_trials: bool = True) -> StudyView:
         check_study_id(study_id)
-        record = self.store.get_study(study_id)
+        record = self._record(study_id)
         view = self._view(record, self._job_of(record))
         if not with_trials:
             return view
-        trials = list(self.store.load_trials(study_id))
+        trials = list(self._trials_of(record))
         return StudyView(view.record, view.status, view.error, trials=trials)
 
+    def rendered(self, study_id: str, name: str, render: Callable[[StudyView], bytes]) -> bytes:
+        """``render(view)`` of the study with its trials: a finished study's once (the bytes
+        an HTTP route sends, kept as ``name``), an active one's on every call."""
+        view = self.get(study_id)
+        return self.reads.part(view.record, name, lambda: render(view))
+
+    def cached(self, study_id: str, name: str) -> bytes | str | None:
+        """What a read of a finished study kept as ``name`` (``rendered``'s bodies,
+        ``"trials.csv"``, ``"summary.json"``, ``figure_part(...)``), None when that needs a
+        query: lets an async route answer from memory without a thread."""
+        value = self.reads.peek(study_id, name)
+        return value if isinstance(value, bytes | str) else None
+
+    def page_body(
+        self,
+        *,
+        status: StudyStatus | None,
+        limit: int,
+        offset: int,
+        render: Callable[[list[StudyView]], bytes],
+    ) -> bytes:
+        """``render`` of a page, kept as the page is (``cached_page_body`` peeks at it)."""
+        return self.reads.page(
+            ("body", status, limit, offset),
+            lambda: render(self.page(status=status, limit=limit, offset=offset)),
+        )
+
+    def cached_page_body(
+        self, *, status: StudyStatus | None, limit: int, offset: int
+    ) -> bytes | None:
+        value = self.reads.peek_page(("body", status, limit, offset))
+        return value if isinstance(value, bytes) else None
+
     def page(self, *, status: StudyStatus | None, limit: int, offset: int) -> list[StudyView]:
+        """A page of the list, kept ``read_cache_s`` seconds (dropped by this service's
+        writes and when a read sees a study newly finished)."""
+        return list(
+            self.reads.page(
+                (status, limit, offset),
+                lambda: self._page(status=status, limit=limit, offset=offset),
+            )
+        )
+
+    def _page(self, *, status: StudyStatus | None, limit: int, offset: int) -> list[StudyView]:
         records = self.store.list_studies(status=status, limit=limit, offset=offset)
         states = self._job_states() if any(not r.status.terminal for r in records) else {}
         views = []
@@ -258,48 +312,49 @@ class StudyService:
 
     def trials(self, study_id: str) -> list[TrialRecord]:
         check_study_id(study_id)
-        self.store.get_study(study_id)  # 404 for an unknown study
-        return list(self.store.load_trials(study_id))
+        return list(self._trials_of(self._record(study_id)))  # 404 for an unknown study
 
     def trials_csv(self, study_id: str) -> str:
-        trials = self.trials(study_id)
-        with tempfile.TemporaryDirectory() as tmp:  # the same writer as the trials.csv artifact
-            path = report.write_trials_csv(trials, Path(tmp) / "trials.csv")
-            return path.read_text()
+        check_study_id(study_id)
+        record = self._record(study_id)
+
+        def write() -> str:
+            with tempfile.TemporaryDirectory() as tmp:  # the trials.csv artifact's writer
+                path = report.write_trials_csv(self._trials_of(record), Path(tmp) / "trials.csv")
+                return path.read_text()
+
+        return self.reads.part(record, "trials.csv", write)
 
     def summary(self, study_id: str) -> StudySummary:
         check_study_id(study_id)
-        return report.load_summary(study_id, tracking_uri=self.uri)
+        record = self._record(study_id)
+        return self.reads.part(
+            record, "summary", lambda: report.load_summary(study_id, tracking_uri=self.uri)
+        )
+
+    def summary_json(self, study_id: str) -> bytes:
+        """The summary as the API sends it (a finished study's, once)."""
+        check_study_id(study_id)
+        record = self._record(study_id)
+        return self.reads.part(
+            record, "summary.json", lambda: self.summary(study_id).to_json(indent=None).encode()
+        )
 
     def figure(self, study_id: str, name: FigureName, fmt: FigureFormat) -> bytes:
         """A figure's bytes. A finished study's: from memory, else the file the runner
         logged on its parent run when it finished, else rendered once (single-flight: the
         requests that arrive meanwhile wait for that one rendering, not render their own).
-        A running study's is rendered from its partial summary."""
-        summary = self.summary(study_id)
-        finished = StudyStatus.parse(summary.status).terminal and not summary.partial
-        if not finished:
-            return self._render(study_id, summary, name, fmt)
-        key = (study_id, name.value, fmt.value)
-        with self._figures_lock:
-            cached = self._figures.get(key)
-            flight = self._flights.setdefault(key, threading.Lock())
-        if cached is not None:
-            return cached
-        with flight:
-            with self._figures_lock:
-                cached = self._figures.get(key)
-            if cached is not None:
-                return cached
-            data = self._logged_figure(study_id, name, fmt)
-            if data is None:
-                data = self._render(study_id, summary, name, fmt)
-            with self._figures_lock:
-                self._figures[key] = data
-                self._flights.pop(key, None)
-                while len(self._figures) > _FIGURE_CACHE_SIZE:
-                    self._figures.popitem(last=False)
-            return data
+        A running study's is rendered from its partial summary, each time."""
+        check_study_id(study_id)
+        record = self._record(study_id)
+
+        def make() -> bytes:
+            summary = self.summary(study_id)
+            finished = StudyStatus.parse(summary.status).terminal and not summary.partial
+            logged = self._logged_figure(study_id, name, fmt) if finished else None
+            return logged if logged is not None else self._render(study_id, summary, name, fmt)
+
+        return self.reads.part(record, figure_part(name, fmt), make)
 
     def _logged_figure(self, study_id: str, name: FigureName, fmt: FigureFormat) -> bytes | None:
         try:
@@ -348,8 +403,13 @@ class StudyService:
                 "can be cancelled"
             )
         self.jobs.stop(study_id)
-        self.store.settle_open_trials(study_id, TrialStatus.PENDING)
-        self.store.set_study_status(study_id, StudyStatus.CANCELLED, error="cancelled on request")
+        try:
+            self.store.settle_open_trials(study_id, TrialStatus.PENDING)
+            self.store.set_study_status(
+                study_id, StudyStatus.CANCELLED, error="cancelled on request"
+            )
+        finally:
+            self._wrote(study_id)
         record = self.store.get_study(study_id)
         return StudyView(record, StudyStatus.CANCELLED, "cancelled on request")
 
@@ -406,6 +466,12 @@ class StudyService:
     def _reconcile(self, record: StudyRecord, job: JobInfo) -> str | None:
         if job.state in ACTIVE_JOB_STATES or job.state == "SUCCEEDED":
             return None
+        try:
+            return self._settle(record, job)
+        finally:
+            self._wrote(record.study_id)
+
+    def _settle(self, record: StudyRecord, job: JobInfo) -> str | None:
         study_id = record.study_id
         with self._lock:
             if study_id in self._submitting:  # created, on its way to Ray
@@ -431,10 +497,15 @@ class StudyService:
             return self._restart(fresh, reason)
 
     def _restart(self, record: StudyRecord, reason: str) -> str:
-        """Resubmit a study whose driver died, with resume, within its restart budget."""
+        """Resubmit a study whose driver died, with resume, within its restart budget. A study
+        a graceful stop suspended (``suspend``) is resubmitted outside the budget: its driver
+        did not die, the service stopped it."""
         study_id = record.study_id
         limit = self.settings.max_restarts
-        if record.restarts >= limit:
+        counted = not record.suspended
+        if record.suspended:
+            reason = "the service was stopped gracefully (its driver was suspended)"
+        if counted and record.restarts >= limit:
             error = f"{reason}; not resubmitted: it was restarted {record.restarts} times already"
             self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
             return f"failed: {error}"
@@ -442,14 +513,13 @@ class StudyService:
         self._write_details(study_id)
         try:
             # each attempt is its own Ray job (jobs.job_id); the ended ones stay as history
-            restarts = self.store.record_restart(study_id, reason=reason)
-            self.jobs.submit(
-                study_id, resume=record.status == StudyStatus.RUNNING, attempt=restarts
-            )
+            attempt = self.store.record_restart(study_id, reason=reason, counted=counted)
+            self.jobs.submit(study_id, resume=record.status == StudyStatus.RUNNING, attempt=attempt)
         except ClusterError as exc:
             error = f"{reason}; and it could not be resubmitted: {exc}"
             self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
             return f"failed: {error}"
+        restarts = record.restarts + (1 if counted else 0)
         log.warning(
             "study %s: %s; resubmitted (restart %d of %d)", study_id, reason, restarts, limit
         )
@@ -496,7 +566,13 @@ class StudyService:
             record = self.store.get_study(study_id)
             if record.status != StudyStatus.SUCCEEDED:
                 self.store.settle_open_trials(study_id, TrialStatus.PENDING)
+                self.store.mark_suspended(study_id)  # its resubmission is not a restart
                 self.store.set_study_status(study_id, status)
+            self._wrote(study_id)
+
+    def _wrote(self, study_id: str) -> None:
+        """This service changed the study's record: no read may serve what it kept."""
+        self.reads.forget(study_id)
 
     def ready(self) -> tuple[str, str]:
         """("ok" | reason) for Ray and for MLflow."""
@@ -513,6 +589,11 @@ class StudyService:
         except Exception as exc:  # a store that does not answer may raise anything
             mlflow_state = f"{type(exc).__name__}: {exc}"
         return ray_state, mlflow_state
+
+
+def figure_part(name: FigureName, fmt: FigureFormat) -> str:
+    """The name a finished study's figure is kept as (``StudyService.cached``)."""
+    return f"figure:{name.value}.{fmt.value}"
 
 
 def progress_counts(

@@ -12,11 +12,13 @@ from service.runtime import Runtime
 from service.settings import Settings, is_loopback
 
 
-def get_runtime(request: Request) -> Runtime:
+# async: FastAPI runs a sync dependency in its thread pool, and a read answered from memory
+# (service.read_cache) would pay that hop for nothing
+async def get_runtime(request: Request) -> Runtime:
     return cast(Runtime, request.app.state.runtime)
 
 
-def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Settings:
+async def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Settings:
     return runtime.settings
 
 

@@ -11,7 +11,8 @@ Every setting has one name, shared with the engine and the CLI where they read i
 limits are ``ROBUSTNESS_MAX_TRIALS`` (also read by ``studies.admission`` for ``robustness run``),
 ``ROBUSTNESS_MAX_ACTIVE_STUDIES``, ``ROBUSTNESS_MAX_BODY_BYTES``, ``ROBUSTNESS_PAGE_LIMIT``
 and ``ROBUSTNESS_RETRY_AFTER_S``; the reconciler's ``ROBUSTNESS_RECONCILE_INTERVAL_S`` (5 s)
-and ``ROBUSTNESS_MAX_RESTARTS`` (3 resubmissions of a study whose driver died) (``LIMITS``). The names used before (``MAX_TRIALS``,
+and ``ROBUSTNESS_MAX_RESTARTS`` (3 resubmissions of a study whose driver died); the reads'
+``ROBUSTNESS_READ_CACHE_S`` (1 s) (``LIMITS``). The names used before (``MAX_TRIALS``,
 ``DATA_DIR``, ...) are not read; ``retired_names`` lists any still set, and the service warns.
 """
 
@@ -38,6 +39,7 @@ LIMITS: dict[str, str] = {
     "page_limit": "ROBUSTNESS_PAGE_LIMIT",
     "reconcile_interval_s": "ROBUSTNESS_RECONCILE_INTERVAL_S",
     "max_restarts": "ROBUSTNESS_MAX_RESTARTS",
+    "read_cache_s": "ROBUSTNESS_READ_CACHE_S",
 }
 DATA_DIR_ENV = "ROBUSTNESS_DATA_DIR"
 #: names this service read before they were unified, and the name that replaced each
@@ -113,6 +115,12 @@ class Settings(BaseSettings):
     max_restarts: int = Field(
         default=3, ge=0, validation_alias=LIMITS["max_restarts"]
     )  # per study, counted on its parent run
+    # How stale a read may be (service.read_cache): a page of the study list is kept this long,
+    # and a finished study's record, served from memory, is read again this often (only
+    # another process can change it; this service's own writes drop it at once)
+    read_cache_s: float = Field(
+        default=1.0, ge=0, validation_alias=LIMITS["read_cache_s"]
+    )  # seconds
 
     # The embedded Ray head
     ray_num_cpus: int | None = Field(default=None, ge=1)  # None: all cores

@@ -26,8 +26,9 @@ def spawn(
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
     new_session: bool = True,
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command``, its output appended to ``log_path`` (else discarded)."""
+    """Start ``command`` (in ``cwd``), its output appended to ``log_path`` (else discarded)."""
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
     out = log_path.open("ab") if log_path is not None else None
@@ -38,6 +39,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=new_session,
+            cwd=cwd,
         )
     finally:
         if out is not None:

@@ -64,6 +64,8 @@ class StudyRecord:
     error: str | None = None
     num_trials: int = 0
     restarts: int = 0  # times its driver died and the study was resubmitted
+    attempt: int = 0  # its driver's latest resubmission, counted or not (its Ray job's number)
+    suspended: bool = False  # a graceful stop of the service suspended it: not the driver's death
     launcher: str | None = None  # "service": its driver is a Ray job the service submitted
 
 

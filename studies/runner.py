@@ -1,7 +1,7 @@
 """Run a study on Ray Tune and record it in MLflow: the one code path of the CLI and the service.
 
 ``run_study(study_id, tracking_uri=...)`` runs a study already created in MLflow
-(``tracking.create_study``); ``run_spec(spec, ...)`` creates then runs. What it claims (checked
+(``tracking.store_for(uri).create_study``); ``run_spec(spec, ...)`` creates then runs. What it claims (checked
 in tests/studies/test_runner.py and test_cli_run.py, on real Ray and SQLite MLflow):
 
 - A grid is one ``tune.grid_search`` over the spec's ``TrialConfig`` points (the spec decides
@@ -607,6 +607,7 @@ def run_study(
     study_id: str,
     *,
     tracking_uri: str,
+    spec: StudySpec | None = None,
     ray_address: str | None = None,
     storage_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
@@ -614,7 +615,7 @@ def run_study(
     data_dir: str | os.PathLike[str] | None = None,
     trainable_fn: TrainableFn = tune_trainable,
 ) -> StudyRecord:
-    """Run the study ``study_id`` (created with ``tracking.create_study``) to its end.
+    """Run the study ``study_id`` (created with ``store_for(uri).create_study``) to its end.
 
     Returns its record: ``succeeded``, ``failed`` (every trial failed) or ``cancelled``
     (interrupted; run again with ``resume=True``). Raises ``StudyStateError`` for a study
@@ -624,6 +625,9 @@ def run_study(
     caller wraps it (tests/studies/test_runner.py passes one that crashes a trial's worker
     once, to check that Tune retries it from its last checkpoint). It runs in Ray's workers,
     so it must pickle (cloudpickle: by value or importable there).
+
+    ``spec`` is the study's, when the caller has already parsed it from the record (the CLI's
+    ``--study-id`` checks its dataset first); else it is read from the record and parsed here.
     """
     store = tracking.store_for(tracking_uri)
     record = store.get_study(study_id)
@@ -633,7 +637,8 @@ def run_study(
         raise StudyStateError(
             f"study {study_id} is {record.status}; run it with --resume to continue it"
         )
-    spec = StudySpec.parse(store.load_spec(study_id))  # admitted when the study was created
+    if spec is None:  # admitted when the study was created
+        spec = StudySpec.parse(store.load_spec(study_id))
     storage = Path(storage_path) if storage_path is not None else paths.storage_path()
     data = str(Path(data_dir).resolve()) if data_dir is not None else str(paths.data_dir())
     callback = RecordingCallback(study_id, spec, tracking_uri=tracking_uri)
@@ -700,12 +705,13 @@ def run_spec(
 ) -> StudyRecord:
     """Create the study in MLflow, then run it (``run_study``)."""
     uri = tracking_uri or paths.mlflow_uri()
-    record = tracking.create_study(
-        spec.to_dict(), tracking_uri=uri, study_id=study_id, num_trials=spec.num_trials
+    record = tracking.store_for(uri).create_study(
+        spec.to_dict(), study_id=study_id, num_trials=spec.num_trials
     )
     return run_study(
         record.study_id,
         tracking_uri=uri,
+        spec=spec,
         ray_address=ray_address,
         storage_path=storage_path,
         progress=progress,

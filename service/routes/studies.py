@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
-from service.core import StudyView, eta_seconds, progress_counts, spec_total
+from service.core import StudyView, eta_seconds, figure_part, progress_counts, spec_total
 from service.deps import Authorized, RuntimeDep
 from service.errors import BadRequestError
 from service.links import study_links
@@ -33,6 +35,7 @@ from studies.results import StudyStatus, TrialRecord
 from studies.spec import StudySpec, spec_error
 
 router = APIRouter(prefix="/studies", tags=["studies"])
+T = TypeVar("T")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
@@ -174,8 +177,6 @@ async def create_study(
     runtime: RuntimeDep,
     idempotency_key: Annotated[str | None, Header(max_length=_MAX_KEY_LENGTH)] = None,
 ) -> JSONResponse:
-    from starlette.concurrency import run_in_threadpool
-
     raw = await request.body()
     spec = parse_study_body(raw, max_trials=runtime.settings.max_trials)
     view = await run_in_threadpool(
@@ -189,24 +190,54 @@ async def create_study(
 
 
 @router.get("", response_model=StudyList, responses=_ERRORS, summary="List studies (paged)")
-def list_studies(
+async def list_studies(
     runtime: RuntimeDep,
     status_: Annotated[StudyStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> StudyList:
+) -> Response:
     limit = min(limit, runtime.settings.page_limit)
-    views = runtime.studies.page(status=status_, limit=limit, offset=offset)
-    if status_ is not None:  # Ray may have corrected a record's status
-        views = [v for v in views if v.status == status_]
-    return StudyList(
-        items=[_brief(v, runtime) for v in views], limit=limit, offset=offset, status=status_
-    )
+
+    def render(views: list[StudyView]) -> bytes:
+        if status_ is not None:  # Ray may have corrected a record's status
+            views = [v for v in views if v.status == status_]
+        items = [_brief(v, runtime) for v in views]
+        page = StudyList(items=items, limit=limit, offset=offset, status=status_)
+        return page.model_dump_json().encode()
+
+    studies = runtime.studies
+    body = studies.cached_page_body(status=status_, limit=limit, offset=offset)
+    if body is None:
+        body = await run_in_threadpool(
+            studies.page_body, status=status_, limit=limit, offset=offset, render=render
+        )
+    return Response(body, media_type="application/json")
+
+
+# The reads below are async: a finished study's answer is kept in memory (service.read_cache)
+# and sent from the event loop; anything that needs a query goes to the thread pool. On one
+# process under 50 clients, threads contending for the GIL were the tail (bench/load.py).
+
+
+async def _answer(
+    study_id: str, name: str, runtime: Runtime, make: Callable[[], T]
+) -> T | bytes | str:
+    cached = runtime.studies.cached(study_id, name)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(make)
 
 
 @router.get("/{study_id}", response_model=StudyPublic, responses=_ERRORS)
-def get_study(study_id: str, runtime: RuntimeDep) -> StudyPublic:
-    return _public(runtime.studies.get(study_id), runtime)
+async def get_study(study_id: str, runtime: RuntimeDep) -> Response:
+    def make() -> bytes:
+        return runtime.studies.rendered(
+            study_id, "study.json", lambda view: _public(view, runtime).model_dump_json().encode()
+        )
+
+    return Response(
+        await _answer(study_id, "study.json", runtime, make), media_type="application/json"
+    )
 
 
 @router.get(
@@ -215,19 +246,30 @@ def get_study(study_id: str, runtime: RuntimeDep) -> StudyPublic:
     responses={**_ERRORS, 200: {"content": {"text/csv": {}}}},
     summary="The study's trials (JSON, or CSV with ?format=csv)",
 )
-def get_trials(
+async def get_trials(
     study_id: str,
     runtime: RuntimeDep,
     format_: Annotated[TrialsFormat, Query(alias="format")] = TrialsFormat.json,
 ) -> Response:
+    studies = runtime.studies
     if format_ is TrialsFormat.csv:
+        text = await _answer(study_id, "trials.csv", runtime, lambda: studies.trials_csv(study_id))
         return Response(
-            runtime.studies.trials_csv(study_id),
+            text,
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{study_id}-trials.csv"'},
         )
-    trials = runtime.studies.trials(study_id)
-    body = [
+
+    def make() -> bytes:
+        return studies.rendered(study_id, "trials.json", _trials_json)
+
+    return Response(
+        await _answer(study_id, "trials.json", runtime, make), media_type="application/json"
+    )
+
+
+def _trials_json(view: StudyView) -> bytes:
+    rows = [
         TrialPublic(
             trial_id=t.trial_id,
             optimizer=t.optimizer,
@@ -244,9 +286,9 @@ def get_trials(
             run_id=t.run_id,
             history=t.history,
         ).model_dump(mode="json")
-        for t in trials
+        for t in view.trials or []
     ]
-    return JSONResponse(body)
+    return bytes(JSONResponse(rows).body)
 
 
 @router.get(
@@ -254,9 +296,11 @@ def get_trials(
     responses={**_ERRORS, 200: {"content": {"application/json": {}}}},
     summary="The robustness summary (partial while trials remain)",
 )
-def get_summary(study_id: str, runtime: RuntimeDep) -> Response:
-    summary = runtime.studies.summary(study_id)
-    return Response(summary.to_json(indent=None), media_type="application/json")
+async def get_summary(study_id: str, runtime: RuntimeDep) -> Response:
+    body = await _answer(
+        study_id, "summary.json", runtime, lambda: runtime.studies.summary_json(study_id)
+    )
+    return Response(body, media_type="application/json")
 
 
 @router.get(
@@ -265,8 +309,15 @@ def get_summary(study_id: str, runtime: RuntimeDep) -> Response:
     response_class=Response,
     summary="A figure: figure6, lr_sensitivity, expected_max or warmup, as png or svg",
 )
-def get_figure(study_id: str, name: FigureName, fmt: FigureFormat, runtime: RuntimeDep) -> Response:
-    data = runtime.studies.figure(study_id, name, fmt)
+async def get_figure(
+    study_id: str, name: FigureName, fmt: FigureFormat, runtime: RuntimeDep
+) -> Response:
+    data = await _answer(
+        study_id,
+        figure_part(name, fmt),
+        runtime,
+        lambda: runtime.studies.figure(study_id, name, fmt),
+    )
     media = "image/png" if fmt is FigureFormat.png else "image/svg+xml"
     return Response(data, media_type=media)
 

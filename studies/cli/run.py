@@ -160,16 +160,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"study {spec.name}: {spec.num_trials} trials", file=sys.stderr)
         # a study that cannot run is refused before Ray starts or anything is recorded
         data_sources.fetch(spec.dataset, data_dir=args.data_dir, install_package=False, say=_say)
-    elif not _driver_data_check(args.study_id, tracking_uri=tracking_uri, data_dir=args.data_dir):
-        return 1
+    else:
+        # parsed once here, and handed on to the runner (a spec is parsed once per process)
+        spec = _driver_spec(args.study_id, tracking_uri=tracking_uri, data_dir=args.data_dir)
+        if spec is None:
+            return 1
 
     from studies import runner  # Ray and torch: only once there is something to run
 
     line = ProgressLine()
     try:
-        if spec is None:
+        if args.study_id is not None:
             record = runner.run_study(
                 args.study_id,
+                spec=spec,
                 tracking_uri=tracking_uri,
                 ray_address=args.ray_address,
                 storage_path=args.storage,
@@ -196,9 +200,10 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _driver_data_check(study_id: str, *, tracking_uri: str, data_dir: str | None) -> bool:
-    """A study created elsewhere: its dataset must be here before any trial starts, else the
-    study fails once with the message ``robustness data status`` gives."""
+def _driver_spec(study_id: str, *, tracking_uri: str, data_dir: str | None) -> StudySpec | None:
+    """The spec of a study created elsewhere (the service's Ray job, a resubmission), once its
+    dataset is found here; else None, and the study fails once, before any trial starts, with
+    the message ``robustness data status`` gives."""
     from studies import tracking
 
     store = tracking.store_for(tracking_uri)
@@ -208,8 +213,8 @@ def _driver_data_check(study_id: str, *, tracking_uri: str, data_dir: str | None
     except DatasetNotFoundError as exc:
         store.set_study_status(study_id, "failed", error=str(exc))
         print(f"study {study_id} failed: {exc}", file=sys.stderr)
-        return False
-    return True
+        return None
+    return spec
 
 
 def print_outcome(record: StudyRecord, *, tracking_uri: str) -> None:

@@ -35,6 +35,10 @@ TAG_SPEC_JSON = "robustness.spec_json"  # the spec again, so listing studies dow
 TAG_SNAPSHOT = "robustness.snapshot"  # token of the current trials.json; absent: none
 TAG_RESTARTS = "robustness.restarts"  # how many times the study's driver was resubmitted
 TAG_RESTART_REASON = "robustness.restart_reason"  # why, the last time
+# the number of the driver's latest resubmission (its Ray job is <study id>-r<attempt>); absent:
+# the restarts, as before graceful stops were told apart
+TAG_ATTEMPT = "robustness.attempt"
+TAG_SUSPENDED = "robustness.suspended"  # "1": a graceful stop of the service suspended it
 TAG_LAUNCHER = "robustness.launcher"  # who runs its driver: "service" (a Ray job) or absent
 TAG_TRIAL_ID = "robustness.trial_id"
 TAG_NODE = "robustness.node"

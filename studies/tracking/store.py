@@ -8,7 +8,9 @@ SQLite and against a real ``mlflow server`` on Postgres):
 * Studies: ``create_study`` makes a ``queued`` record readable at once; ``get_study`` /
   ``list_studies`` (newest first) / ``count_studies`` (bounded, one query) read it;
   ``set_study_status`` changes it, writing the trials snapshot first when the study ends;
-  ``record_restart`` counts a resubmission of its driver, with the reason.
+  ``record_restart`` records a resubmission of its driver (counted in ``restarts``, with the
+  reason, unless ``counted=False``) and returns its attempt number; ``mark_suspended`` marks a
+  study whose driver a graceful stop took down (its next resubmission is not counted).
 * Trials: ``start_trial`` opens (or, for a resumed study, reopens: never duplicates) a trial's
   record; ``log_epoch`` writes one epoch's metrics (a step written again keeps its latest
   value); ``end_trial`` closes it; ``settle_open_trials`` gives the trials a dead driver left
@@ -100,7 +102,10 @@ class StudyStore(abc.ABC):
     ) -> None: ...
 
     @abc.abstractmethod
-    def record_restart(self, study_id: str, *, reason: str) -> int: ...
+    def record_restart(self, study_id: str, *, reason: str, counted: bool = True) -> int: ...
+
+    @abc.abstractmethod
+    def mark_suspended(self, study_id: str) -> None: ...
 
     @abc.abstractmethod
     def set_study_tags(self, study_id: str, tags: Mapping[str, str]) -> None: ...
@@ -262,8 +267,12 @@ class MlflowStudyStore(StudyStore):
         study_records.set_study_status(self._conn, study_id, value, error=error)
 
     @wrap_errors
-    def record_restart(self, study_id: str, *, reason: str) -> int:
-        return study_records.record_restart(self._conn, study_id, reason=reason)
+    def record_restart(self, study_id: str, *, reason: str, counted: bool = True) -> int:
+        return study_records.record_restart(self._conn, study_id, reason=reason, counted=counted)
+
+    @wrap_errors
+    def mark_suspended(self, study_id: str) -> None:
+        study_records.mark_suspended(self._conn, study_id)
 
     @wrap_errors
     def set_study_tags(self, study_id: str, tags: Mapping[str, str]) -> None:

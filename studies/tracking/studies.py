@@ -33,6 +33,7 @@ from studies.tracking.connection import (
     PARAMS_PER_BATCH,
     SEARCH_PAGE,
     SPEC_ARTIFACT,
+    TAG_ATTEMPT,
     TAG_ERROR,
     TAG_KIND,
     TAG_LAUNCHER,
@@ -43,6 +44,7 @@ from studies.tracking.connection import (
     TAG_SPEC_JSON,
     TAG_STATUS,
     TAG_STUDY_ID,
+    TAG_SUSPENDED,
     TAG_UPDATED_AT,
     Connection,
     chunks,
@@ -83,6 +85,7 @@ def record_from_run(run: Run, *, spec: dict[str, object] | None = None) -> Study
         spec_json = tags.get(TAG_SPEC_JSON)
         spec = cast(dict[str, object], json.loads(spec_json)) if spec_json else {}
     updated = tags.get(TAG_UPDATED_AT)
+    restarts = int(tags.get(TAG_RESTARTS, "0") or 0)
     return StudyRecord(
         study_id=tags[TAG_STUDY_ID],
         name=run.info.run_name or tags[TAG_STUDY_ID],
@@ -94,7 +97,9 @@ def record_from_run(run: Run, *, spec: dict[str, object] | None = None) -> Study
         updated_at=datetime.fromisoformat(updated) if updated else None,
         error=tags.get(TAG_ERROR) or None,
         num_trials=int(tags.get(TAG_NUM_TRIALS, "0") or 0),
-        restarts=int(tags.get(TAG_RESTARTS, "0") or 0),
+        restarts=restarts,
+        attempt=int(tags.get(TAG_ATTEMPT, "") or restarts),
+        suspended=tags.get(TAG_SUSPENDED) == "1",
         launcher=tags.get(TAG_LAUNCHER) or None,
     )
 
@@ -274,23 +279,31 @@ def set_study_status(
         client.log_batch(run_id, tags=tags, synchronous=True)
 
 
-def record_restart(conn: Connection, study_id: str, *, reason: str) -> int:
-    """Count one more resubmission of the study's driver on its parent run, with the reason;
-    return the new count. The study is running again (its status tag and run status)."""
-    run = conn.fresh_parent(study_id)
-    restarts = int(tags_of(run).get(TAG_RESTARTS, "0") or 0) + 1
+def record_restart(conn: Connection, study_id: str, *, reason: str, counted: bool) -> int:
+    """One more resubmission of the study's driver on its parent run: its attempt number, and,
+    when ``counted`` (its driver died), the restarts and the reason; the suspension mark goes.
+    Returns the new attempt number. The study is running again (its run status)."""
+    record = record_from_run(conn.fresh_parent(study_id))
+    attempt = record.attempt + 1
+    tags = [
+        RunTag(TAG_ATTEMPT, str(attempt)),
+        RunTag(TAG_SUSPENDED, ""),
+        RunTag(TAG_UPDATED_AT, now_iso()),
+    ]
+    if counted:
+        tags.append(RunTag(TAG_RESTARTS, str(record.restarts + 1)))
+        tags.append(RunTag(TAG_RESTART_REASON, truncate(reason, MAX_TAG_VALUE)))
     client = conn.client
-    client.update_run(run.info.run_id, status=STUDY_RUN_STATUS[StudyStatus.RUNNING])
-    client.log_batch(
-        run.info.run_id,
-        tags=[
-            RunTag(TAG_RESTARTS, str(restarts)),
-            RunTag(TAG_RESTART_REASON, truncate(reason, MAX_TAG_VALUE)),
-            RunTag(TAG_UPDATED_AT, now_iso()),
-        ],
-        synchronous=True,
-    )
-    return restarts
+    client.update_run(record.run_id, status=STUDY_RUN_STATUS[StudyStatus.RUNNING])
+    client.log_batch(record.run_id, tags=tags, synchronous=True)
+    return attempt
+
+
+def mark_suspended(conn: Connection, study_id: str) -> None:
+    """A graceful stop took the study's driver down: its next resubmission is not counted."""
+    run_id = conn.parent(study_id).info.run_id
+    tags = [RunTag(TAG_SUSPENDED, "1"), RunTag(TAG_UPDATED_AT, now_iso())]
+    conn.client.log_batch(run_id, tags=tags, synchronous=True)
 
 
 def set_study_tags(conn: Connection, study_id: str, tags: Mapping[str, str]) -> None:

@@ -29,12 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from service import supervise
+from studies.errors import TrackingError
 
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 POSTGRES_SYSTEM_USER = "postgres"
@@ -238,36 +240,28 @@ class MlflowServer:
             "MLFLOW_ARTIFACTS_DESTINATION": str(self.artifacts),
             "MLFLOW_SERVER_ALLOWED_HOSTS": self.allowed_hosts,
         }
-        with self.log.open("wb") as log:
-            self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        # service.supervise: its own session, so the group is the server and its workers
+        self._process = supervise.spawn(command, env=env, log_path=self.log)
+        try:
+            supervise.wait_healthy(
+                self._process,
+                self._healthy,
+                timeout_s=self.startup_timeout_s,
+                what="mlflow server",
+                error=TrackingError,
+                log_path=self.log,
             )
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(
-            f"mlflow server not healthy after {self.startup_timeout_s} s: {self.log.read_text()[-3000:]}"
-        )
+        except TrackingError as exc:
+            raise TrackingError(f"{exc}: {self.log.read_text()[-3000:]}") from None
+
+    def _healthy(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+            return bool(response.status == 200)
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None:
-            # Its own session (start_new_session): the group is the server and its workers.
-            _signal_group(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                _signal_group(process.pid, signal.SIGKILL)
-                process.wait(timeout=15)
-            _signal_group(process.pid, signal.SIGKILL)  # a worker that outlived the server
+        # SIGTERM to the group, a grace period, then SIGKILL to what is left of it
+        supervise.stop_process(process, grace_s=15)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Self:

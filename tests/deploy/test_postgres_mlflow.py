@@ -83,10 +83,9 @@ def test_study_records_through_the_server(mlflow_server: MlflowServer) -> None:
     tracking = pytest.importorskip("studies.tracking")
     from studies.presets import get_preset
 
-    record = tracking.create_study(get_preset("figure6-quick"), tracking_uri=mlflow_server.url)
-    again = tracking.get_study(record.study_id, tracking_uri=mlflow_server.url)
+    record = tracking.store_for(mlflow_server.url).create_study(get_preset("figure6-quick"))
+    again = tracking.store_for(mlflow_server.url).get_study(record.study_id)
     assert again.study_id == record.study_id and again.status == "queued"
     assert (
-        tracking.load_spec(record.study_id, tracking_uri=mlflow_server.url)["name"]
-        == "figure6-quick"
+        tracking.store_for(mlflow_server.url).load_spec(record.study_id)["name"] == "figure6-quick"
     )

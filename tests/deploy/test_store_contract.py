@@ -71,6 +71,13 @@ def test_restarts_are_counted_with_their_reason(store: StudyStore) -> None:
     assert store.record_restart(record.study_id, reason="its Ray job vanished") == 2
     again = store.get_study(record.study_id)
     assert again.restarts == 2 and again.status == StudyStatus.RUNNING
+    assert again.attempt == 2 and not again.suspended
+    # a graceful stop's resubmission: a new attempt (its own Ray job), not a restart
+    store.mark_suspended(record.study_id)
+    assert store.get_study(record.study_id).suspended
+    assert store.record_restart(record.study_id, reason="suspended", counted=False) == 3
+    resumed = store.get_study(record.study_id)
+    assert (resumed.restarts, resumed.attempt, resumed.suspended) == (2, 3, False)
 
 
 def test_trials_start_log_end_settle_and_snapshot(store: StudyStore) -> None:

@@ -117,7 +117,7 @@ def test_figures(client: httpx.Client, finished: dict[str, Any], home: Path) -> 
     assert png.content.startswith(b"\x89PNG")
     # a finished study's figure is the file its runner logged, not rendered again per request
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    logged = tracking.download_study_artifact(finished["id"], "figure6.png", tracking_uri=uri)
+    logged = tracking.store_for(uri).download_artifact(finished["id"], "figure6.png")
     assert png.content == logged
     svg = client.get(f"{base}/lr_sensitivity.svg")
     assert svg.status_code == 200
@@ -146,12 +146,12 @@ def test_mlflow_record_is_complete(home: Path, finished: dict[str, Any]) -> None
     """The POST writes only the run and its tags; the submitter adds the spec as params and
     spec.json before the job starts: a finished study's parent run has them all."""
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    record = tracking.get_study(finished["id"], tracking_uri=uri)
+    record = tracking.store_for(uri).get_study(finished["id"])
     run = MlflowClient(tracking_uri=uri).get_run(record.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["dataset"] == "digits"
     assert json.loads(run.data.params["optimizers"]) == ["adam", "radam"]
-    spec = tracking.download_study_artifact(finished["id"], "spec.json", tracking_uri=uri)
+    spec = tracking.store_for(uri).download_artifact(finished["id"], "spec.json")
     assert json.loads(spec) == finished["spec"]
 
 
@@ -167,8 +167,8 @@ def test_mlflow_links_show_the_trial_runs(home: Path, finished: dict[str, Any]) 
 
     browser()
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    record = tracking.get_study(finished["id"], tracking_uri=uri)
-    trials = list(tracking.load_trials(finished["id"], tracking_uri=uri))
+    record = tracking.store_for(uri).get_study(finished["id"])
+    trials = list(tracking.store_for(uri).load_trials(finished["id"]))
     names = [t.trial_id for t in trials]
     ui = MlflowUi(tracking_uri=uri, artifacts_dir=home / "mlartifacts", log_dir=home / "ui-logs")
     ui.start(wait_s=180)
@@ -307,7 +307,7 @@ def test_study_on_an_absent_dataset_is_refused_up_front(home: Path, client: http
     assert "robustness data fetch fashion_mnist" in error["detail"]
     assert took_s < 1.0, f"refused after {took_s:.2f} s"
     assert client.get("/studies", params={"limit": 100}).json()["items"] == listed
-    recorded = tracking.list_studies(tracking_uri=f"sqlite:///{home / 'mlflow.db'}", limit=1000)
+    recorded = tracking.store_for(f"sqlite:///{home / 'mlflow.db'}").list_studies(limit=1000)
     assert not [r for r in recorded if r.name == "figure6-quick"]  # nothing written to MLflow
 
 

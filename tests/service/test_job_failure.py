@@ -150,7 +150,7 @@ def assert_written_back(client: httpx.Client, tracking_uri: str, study: dict[str
     """The ended status the service reported is in the MLflow record and in the lists; a
     cancel of the ended study is a conflict (409) and changes nothing."""
     study_id, status = study["id"], study["status"]
-    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
+    record = tracking.store_for(tracking_uri).get_study(study_id)
     assert record.status == status, record
     assert record.error == study["error"]
     assert study_id in listed(client, status)
@@ -160,7 +160,7 @@ def assert_written_back(client: httpx.Client, tracking_uri: str, study: dict[str
     assert cancel.status_code == 409, cancel.text
     assert f"already {status}" in cancel.json()["detail"]
     assert client.get(f"/studies/{study_id}").json()["status"] == status
-    assert tracking.get_study(study_id, tracking_uri=tracking_uri).status == status
+    assert tracking.store_for(tracking_uri).get_study(study_id).status == status
 
 
 RESUMED_RATES = [0.01, 0.003]  # four trials, one at a time
@@ -196,12 +196,12 @@ def test_killed_driver_is_resumed_and_the_study_completes(
     study = wait_for(client, study_id, timeout_s=RESUME_TIMEOUT_S)
     assert study["status"] == "succeeded", study
     assert study["restarts"] >= 1, study
-    record = tracking.get_study(study_id, tracking_uri=tracking_uri)
+    record = tracking.store_for(tracking_uri).get_study(study_id)
     assert record.status == "succeeded" and record.restarts == study["restarts"], record
     total = 2 * len(RESUMED_RATES)
     assert study["progress"]["done"] == study["progress"]["finished"] == total, study
 
-    trials = tracking.load_trials(study_id, tracking_uri=tracking_uri)
+    trials = tracking.store_for(tracking_uri).load_trials(study_id)
     assert len(trials) == total  # none recorded twice
     mlflow = MlflowClient(tracking_uri=tracking_uri)
     for trial in trials:

@@ -101,9 +101,9 @@ def test_run_a_digits_spec_file_end_to_end(tmp_path: Path) -> None:
     uri = f"sqlite:///{home / 'mlflow.db'}"
     assert outcome["tracking_uri"] == uri
 
-    record = tracking.get_study(outcome["study_id"], tracking_uri=uri)
+    record = tracking.store_for(uri).get_study(outcome["study_id"])
     assert record.status == "succeeded" and record.run_id == outcome["run_id"]
-    trials = tracking.load_trials(outcome["study_id"], tracking_uri=uri)
+    trials = tracking.store_for(uri).load_trials(outcome["study_id"])
     assert sorted(t.trial_id for t in trials) == sorted(
         c.key for c in StudySpec.parse(spec).trial_configs()
     )
@@ -148,12 +148,12 @@ def test_driver_fails_the_study_once_when_its_dataset_is_absent(
     from studies import data_sources
 
     uri = f"sqlite:///{no_fashion_mnist / 'mlflow.db'}"
-    record = tracking.create_study(PRESETS["figure6-quick"].to_dict(), tracking_uri=uri)
+    record = tracking.store_for(uri).create_study(PRESETS["figure6-quick"].to_dict())
 
     assert main(["run", "--study-id", record.study_id, "--mlflow-uri", uri]) == 1
 
-    failed = tracking.get_study(record.study_id, tracking_uri=uri)
+    failed = tracking.store_for(uri).get_study(record.study_id)
     assert failed.status == "failed"
     assert failed.error == data_sources.locate("fashion_mnist").hint
-    assert list(tracking.load_trials(record.study_id, tracking_uri=uri)) == []
+    assert list(tracking.store_for(uri).load_trials(record.study_id)) == []
     assert not (no_fashion_mnist / "ray_results").exists()

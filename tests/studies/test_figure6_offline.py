@@ -143,9 +143,9 @@ def test_figure6_script_on_the_cpu_then_import(small_archive: Path, tmp_path: Pa
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert main(["import", str(out), "--tracking-uri", uri, "--out", str(tmp_path / "r")]) == 0
-    study = tracking.get_study(run.run_id or "", tracking_uri=uri)
+    study = tracking.store_for(uri).get_study(run.run_id or "")
     assert study.status == "succeeded" and study.name == "figure6"
-    trials = tracking.load_trials(study.study_id, tracking_uri=uri)
+    trials = tracking.store_for(uri).load_trials(study.study_id)
     assert sorted(t.trial_id for t in trials) == sorted(t.trial_id for t in run.trials)
     summary = load_summary(study.study_id, tracking_uri=uri)
     assert summary.trials_counted == 3 and summary.epochs == 1

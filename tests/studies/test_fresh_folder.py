@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from service import supervise
 from service.local_ray import free_port
+from studies.errors import RobustnessError
 
 pytestmark = pytest.mark.slow
 
@@ -120,35 +120,22 @@ def test_serve_in_an_empty_folder(tmp_path: Path) -> None:
     folder = _fresh(tmp_path, "serve")
     port = free_port()
     env = {**_env(), "RAY_NUM_CPUS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--no-mlflow-ui"],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    log = tmp_path / "serve.log"  # outside the folder, which must stay as a newcomer's
+    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--no-mlflow-ui"]
+    process = supervise.spawn(command, env=env, log_path=log, cwd=folder)
     try:
-        deadline = time.monotonic() + 240
-        ready = None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        assert ready is not None and ready.status_code == 200, ready.text if ready else None
+        supervise.wait_healthy(
+            process,
+            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200,
+            timeout_s=240,
+            what="robustness serve",
+            error=RobustnessError,
+            log_path=log,
+            interval_s=1.0,
+        )
         listed = httpx.get(f"http://127.0.0.1:{port}/studies", timeout=30)
         assert listed.status_code == 200 and listed.json()["items"] == []
         assert (folder / ".robustness" / "mlflow.db").is_file()
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        # SIGTERM: the service stops its Ray head; then SIGKILL to what is left of its group
+        supervise.stop_process(process, grace_s=60, term_group=False)

@@ -180,9 +180,9 @@ def test_import_makes_a_normal_study(
     run = load_outdir(outdir)
     study_id = outcome["study_id"]
     assert study_id == run.run_id and outcome["status"] == "succeeded"
-    record = tracking.get_study(study_id, tracking_uri=uri)
+    record = tracking.store_for(uri).get_study(study_id)
     assert record.spec == run.spec.to_dict() and record.num_trials == 8
-    trials = {t.trial_id: t for t in tracking.load_trials(study_id, tracking_uri=uri)}
+    trials = {t.trial_id: t for t in tracking.store_for(uri).load_trials(study_id)}
     assert trials.keys() == {t.trial_id for t in run.trials}
     for imported in run.trials:
         stored = trials[imported.trial_id]
@@ -191,10 +191,10 @@ def test_import_makes_a_normal_study(
         assert stored.train_seconds == pytest.approx(imported.train_seconds)
     summary = load_summary(study_id, tracking_uri=uri)
     assert summary.trials_counted == 8 and not summary.partial and summary.epochs == 4
-    artifacts = set(tracking.list_study_artifacts(study_id, tracking_uri=uri))
+    artifacts = set(tracking.store_for(uri).list_artifacts(study_id))
     assert {"summary.json", "trials.csv", "figure6.png", "import"} <= artifacts
     assert {"import/run.json", "import/throughput.json"} <= set(
-        tracking.list_study_artifacts(study_id, tracking_uri=uri, path="import")
+        tracking.store_for(uri).list_artifacts(study_id, path="import")
     )
     page = (tmp_path / "record" / record_name(run)).read_text()
     for heading in ("Table 2", "mean regret", "Expected best accuracy", "throughput", "JPEG"):
@@ -211,7 +211,7 @@ def test_import_makes_a_normal_study(
 
 
 def _no_new_study(uri: str, before: int) -> None:
-    assert len(tracking.list_studies(tracking_uri=uri, limit=1000)) == before
+    assert len(tracking.store_for(uri).list_studies(limit=1000)) == before
 
 
 BREAKS = {
@@ -244,7 +244,7 @@ def test_a_bad_file_is_refused_by_name_and_nothing_is_imported(
     broken = _trial_file(root)
     breaker, message = BREAKS[fault]
     breaker(broken)
-    before = len(tracking.list_studies(tracking_uri=uri, limit=1000))
+    before = len(tracking.store_for(uri).list_studies(limit=1000))
     with pytest.raises(ResultFileError, match=message) as caught:
         import_outdir(root, tracking_uri=uri)
     assert caught.value.path == broken and broken.name in str(caught.value)
@@ -274,7 +274,7 @@ def test_a_run_json_from_another_run_is_refused(outdir: Path, tmp_path: Path) ->
 def test_mlflow_failing_midway_leaves_no_half_study(
     outdir: Path, uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = len(tracking.list_studies(tracking_uri=uri, limit=1000))
+    before = len(tracking.store_for(uri).list_studies(limit=1000))
     real = tracking.MlflowStudyStore.end_trial
     calls: list[str] = []
 
@@ -289,7 +289,7 @@ def test_mlflow_failing_midway_leaves_no_half_study(
         import_outdir(outdir, tracking_uri=uri, study_id="flakyimport1")
     _no_new_study(uri, before)
     with pytest.raises(tracking.StudyNotFoundError):
-        tracking.get_study("flakyimport1", tracking_uri=uri)
+        tracking.store_for(uri).get_study("flakyimport1")
     monkeypatch.setattr(tracking.MlflowStudyStore, "end_trial", real)
     record, _ = import_outdir(outdir, tracking_uri=uri, study_id="flakyimport1")  # now whole
     assert record.status == "succeeded"
@@ -362,7 +362,7 @@ def test_a_diverged_configuration_is_recorded_as_diverged(tmp_path: Path, uri: s
     assert status[50.0].status == "diverged" and status[50.0].epochs_done < 3
     assert status[0.01].status == "finished" and status[0.01].epochs_done == 3
     record, _ = import_outdir(out, tracking_uri=uri)
-    stored = {t.trial_id: t for t in tracking.load_trials(record.study_id, tracking_uri=uri)}
+    stored = {t.trial_id: t for t in tracking.store_for(uri).load_trials(record.study_id)}
     blown = stored[status[50.0].trial_id]
     assert blown.status == "diverged" and blown.epochs_done == status[50.0].epochs_done
     assert math.isnan(blown.history["test_acc"][-1])

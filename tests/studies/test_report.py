@@ -46,19 +46,18 @@ def _record_trial(
     study_id: str, spec: StudySpec, cfg: TrialConfig, history: list[dict[str, Any]], uri: str
 ) -> None:
     """What the runner's Tune callback writes for one trial."""
-    run_id = tracking.start_trial(study_id, cfg.key, params=cfg.model_dump(), tracking_uri=uri)
+    run_id = tracking.store_for(uri).start_trial(study_id, cfg.key, params=cfg.model_dump())
     for metrics in history:
         finite = {
             name: float(metrics[name])
             for name in ("train_loss", "test_loss", "test_acc", "lr")
             if math.isfinite(float(metrics[name]))
         }
-        tracking.log_epoch(run_id, int(metrics["epoch"]), finite, tracking_uri=uri)
+        tracking.store_for(uri).log_epoch(run_id, int(metrics["epoch"]), finite)
     last = history[-1]
-    tracking.end_trial(
+    tracking.store_for(uri).end_trial(
         run_id,
         "diverged" if last["diverged"] else "finished",
-        tracking_uri=uri,
         node=last["node"],
         train_seconds=last["train_seconds"],
     )
@@ -83,13 +82,13 @@ def finished_study(
 ) -> tuple[str, Path, StudySummary]:
     """A study run to its end, finalised as the runner does (before marking it succeeded)."""
     spec = StudySpec.parse(SPEC)
-    record = tracking.create_study(spec.model_dump(mode="json"), tracking_uri=uri)
-    tracking.set_study_status(record.study_id, "running", tracking_uri=uri)
+    record = tracking.store_for(uri).create_study(spec.model_dump(mode="json"))
+    tracking.store_for(uri).set_study_status(record.study_id, "running")
     for cfg, history in trained:
         _record_trial(record.study_id, spec, cfg, history, uri)
     out = tmp_path_factory.mktemp("report")
     summary = report.finalize_study(record.study_id, tracking_uri=uri, out_dir=out)
-    tracking.set_study_status(record.study_id, "succeeded", tracking_uri=uri)
+    tracking.store_for(uri).set_study_status(record.study_id, "succeeded")
     return record.study_id, out, summary
 
 
@@ -109,7 +108,7 @@ def test_trials_csv_matches_the_records(
     study_id, out, _ = finished_study
     with (out / "trials.csv").open() as handle:
         rows = {row["trial_id"]: row for row in csv.DictReader(handle)}
-    records = tracking.load_trials(study_id, tracking_uri=uri)
+    records = tracking.store_for(uri).load_trials(study_id)
     assert set(rows) == {t.trial_id for t in records}
     for t in records:
         assert t.final_acc is not None
@@ -124,7 +123,7 @@ def test_artifacts_are_logged_on_the_parent_run(
     uri: str, finished_study: tuple[str, Path, StudySummary]
 ) -> None:
     study_id, _, summary = finished_study
-    record = tracking.get_study(study_id, tracking_uri=uri)
+    record = tracking.store_for(uri).get_study(study_id)
     client = mlflow.MlflowClient(tracking_uri=uri)
     names = {Path(a.path).name for a in _all_artifacts(client, record.run_id)}
     assert names >= ARTIFACTS
@@ -169,21 +168,21 @@ def test_running_study_is_partial_and_never_cached(
     uri: str, trained: list[tuple[TrialConfig, list[dict[str, Any]]]], tmp_path: Path
 ) -> None:
     spec = StudySpec.parse(SPEC | {"name": "digits-running"})
-    record = tracking.create_study(spec.model_dump(mode="json"), tracking_uri=uri)
-    tracking.set_study_status(record.study_id, "running", tracking_uri=uri)
+    record = tracking.store_for(uri).create_study(spec.model_dump(mode="json"))
+    tracking.store_for(uri).set_study_status(record.study_id, "running")
     for cfg, history in trained[:3]:
         _record_trial(record.study_id, spec, cfg, history, uri)
     running_cfg, running_history = trained[3]
-    run_id = tracking.start_trial(
-        record.study_id, running_cfg.key, params=running_cfg.model_dump(), tracking_uri=uri
+    run_id = tracking.store_for(uri).start_trial(
+        record.study_id, running_cfg.key, params=running_cfg.model_dump()
     )
-    tracking.log_epoch(run_id, 1, {"test_acc": running_history[0]["test_acc"]}, tracking_uri=uri)
+    tracking.store_for(uri).log_epoch(run_id, 1, {"test_acc": running_history[0]["test_acc"]})
 
     summary = report.load_summary(record.study_id, tracking_uri=uri, out_dir=tmp_path)
     assert summary.partial and summary.trials_done == 3 and summary.trials_total == 8
     assert summary.verdict.startswith("So far (3 of 8 trials done)")
     assert sum(c.n_pending for c in summary.cells) == 1
-    tracking.end_trial(run_id, "finished", tracking_uri=uri)
+    tracking.store_for(uri).end_trial(run_id, "finished")
     assert report.load_summary(record.study_id, tracking_uri=uri, out_dir=tmp_path).trials_done == 4
 
 
@@ -246,13 +245,11 @@ def test_a_trial_diverged_before_its_first_evaluation_counts_at_chance(
 ) -> None:
     # Digits has ten classes: the runner logs no test_acc for a diverged first epoch (NaN).
     spec = StudySpec.parse(SPEC | {"name": "digits-diverged"})
-    record = tracking.create_study(spec.model_dump(mode="json"), tracking_uri=uri)
+    record = tracking.store_for(uri).create_study(spec.model_dump(mode="json"))
     cfg = TrialConfig(optimizer="adam", lr=30.0, seed=0)
-    run_id = tracking.start_trial(
-        record.study_id, cfg.key, params=cfg.model_dump(), tracking_uri=uri
-    )
-    tracking.log_epoch(run_id, 1, {"train_loss": 1e5}, tracking_uri=uri)
-    tracking.end_trial(run_id, "diverged", tracking_uri=uri)
+    run_id = tracking.store_for(uri).start_trial(record.study_id, cfg.key, params=cfg.model_dump())
+    tracking.store_for(uri).log_epoch(run_id, 1, {"train_loss": 1e5})
+    tracking.store_for(uri).end_trial(run_id, "diverged")
     summary = report.load_summary(record.study_id, tracking_uri=uri)
     (cell,) = summary.cells
     assert cell.n_diverged == 1 and cell.final_acc_mean_pct == pytest.approx(10.0)

@@ -81,7 +81,7 @@ def test_grid_study_records_every_trial_and_epoch_and_a_divergence(
 
     trials = {
         t.trial_id: t
-        for t in tracking.load_trials(record.study_id, tracking_uri=where["tracking_uri"])
+        for t in tracking.store_for(where["tracking_uri"]).load_trials(record.study_id)
     }
     assert set(trials) == {c.key for c in spec.trial_configs()}
     assert len({t.run_id for t in trials.values()}) == 3  # one nested run per trial
@@ -127,7 +127,7 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(
 
     first = runner.run_spec(spec, progress=interrupt_after_two, **where)
     assert first.status == "cancelled"
-    before = {t.trial_id: t for t in tracking.load_trials(first.study_id, tracking_uri=uri)}
+    before = {t.trial_id: t for t in tracking.store_for(uri).load_trials(first.study_id)}
     finished_before = {k for k, t in before.items() if t.status == "finished"}
     assert 2 <= len(finished_before) < 4
 
@@ -145,7 +145,7 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(
     assert progress[-1].started == 4 - len(finished_before)  # only the unfinished ones ran
     assert progress[-1].done == 4
 
-    after = {t.trial_id: t for t in tracking.load_trials(first.study_id, tracking_uri=uri)}
+    after = {t.trial_id: t for t in tracking.store_for(uri).load_trials(first.study_id)}
     assert set(after) == {c.key for c in spec.trial_configs()}
     for key, trial in after.items():
         assert trial.status == "finished"
@@ -196,7 +196,7 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(
         max_failures=1,
     )
     uri = where["tracking_uri"]
-    created = tracking.create_study(spec.to_dict(), tracking_uri=uri, num_trials=spec.num_trials)
+    created = tracking.store_for(uri).create_study(spec.to_dict(), num_trials=spec.num_trials)
     seen: list[StudyProgress] = []
     record = runner.run_study(
         created.study_id,
@@ -226,7 +226,7 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(
     # MLflow: one nested run for the trial, finished, one value per epoch at steps 1..4; the
     # curve is the one an uninterrupted run of the trial draws (the state was restored, not
     # only the epoch counter).
-    (trial,) = tracking.load_trials(created.study_id, tracking_uri=uri)
+    (trial,) = tracking.store_for(uri).load_trials(created.study_id)
     assert trial.trial_id == "sgd-lr0.05-none-s0"
     assert trial.status == "finished"
     assert trial.run_id is not None
@@ -256,7 +256,7 @@ def test_optuna_repeats_each_sample_over_the_seeds(
     )
     record = runner.run_spec(spec, **where)
     assert record.status == "succeeded"
-    trials = tracking.load_trials(record.study_id, tracking_uri=where["tracking_uri"])
+    trials = tracking.store_for(where["tracking_uri"]).load_trials(record.study_id)
     assert len(trials) == spec.num_trials == 4
     by_point: dict[tuple[str, float], set[int]] = {}
     for trial in trials:

@@ -82,7 +82,7 @@ def test_a_packed_grid_records_every_member_as_its_own_trial(
 
     trials = {
         t.trial_id: t
-        for t in tracking.load_trials(record.study_id, tracking_uri=where["tracking_uri"])
+        for t in tracking.store_for(where["tracking_uri"]).load_trials(record.study_id)
     }
     assert set(trials) == {c.key for c in spec.trial_configs()}
     assert len({t.run_id for t in trials.values()}) == 4  # a nested run per member
@@ -143,7 +143,7 @@ def test_a_pack_whose_worker_dies_resumes_every_member_from_its_last_epoch(
         pack_size=2,
     )
     uri = where["tracking_uri"]
-    created = tracking.create_study(spec.to_dict(), tracking_uri=uri, num_trials=spec.num_trials)
+    created = tracking.store_for(uri).create_study(spec.to_dict(), num_trials=spec.num_trials)
     seen: list[StudyProgress] = []
     record = runner.run_study(
         created.study_id,
@@ -161,7 +161,7 @@ def test_a_pack_whose_worker_dies_resumes_every_member_from_its_last_epoch(
     assert {pid for pid, _ in runs[1]}.isdisjoint(pid for pid, _ in runs[2])
     assert _tune_trials(where["storage_path"], created.study_id) == [[1, 2, 3, 4]]
 
-    trials = {t.trial_id: t for t in tracking.load_trials(created.study_id, tracking_uri=uri)}
+    trials = {t.trial_id: t for t in tracking.store_for(uri).load_trials(created.study_id)}
     assert set(trials) == {c.key for c in spec.trial_configs()}
     for cfg in spec.trial_configs():
         trial = trials[cfg.key]
