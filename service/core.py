@@ -17,6 +17,10 @@ jobs and fixes them:
 
 Nothing else is stored: a restarted service lists everything from the store.
 
+The reconciler's pass and the graceful suspend/unsuspend live in ``service.lifecycle``
+(``StudyLifecycle``, which ``StudyService`` inherits); ``StudyView`` and the routes' pure
+helpers in ``service.views``.
+
 Idempotency: a POST's ``Idempotency-Key`` determines the study id (a hash of the key), so a
 retried POST finds the study it created, across restarts, without a lookup table.
 """
@@ -29,14 +33,10 @@ import logging
 import re
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -46,9 +46,11 @@ from service.errors import (
     TooManyStudiesError,
 )
 from service.jobs import JobInfo, StudyJobs
+from service.lifecycle import LAUNCHER, StudyLifecycle
 from service.read_cache import ReadCache
 from service.schemas import FigureFormat, FigureName
 from service.settings import Settings
+from service.views import StudyView, figure_part
 from studies import data_sources, figures, report, tracking
 from studies.errors import (
     ClusterError,
@@ -62,7 +64,6 @@ from studies.spec import StudySpec
 from studies.status import (
     ACTIVE_JOB_STATES,
     ACTIVE_STUDY,
-    TERMINAL_STUDY,
     StudyStatus,
     TrialStatus,
 )
@@ -71,20 +72,7 @@ from studies.tracking import StudyStore
 
 log = logging.getLogger("service")
 
-LAUNCHER = "service"  # the records of the studies whose driver is a Ray job we submitted
-
 _STUDY_ID = re.compile(r"^[0-9a-f]{8,64}$")  # ours are 32; the CLI's 12
-
-
-@dataclass(frozen=True)
-class StudyView:
-    """A study as the service sees it: the record with the state Ray corrects it to."""
-
-    record: StudyRecord
-    status: StudyStatus
-    error: str | None
-    trials: list[TrialRecord] | None = None
-    replayed: bool = False
 
 
 def study_id_for_key(idempotency_key: str) -> str:
@@ -98,7 +86,7 @@ def check_study_id(study_id: str) -> None:
         raise StudyNotFoundError(f"no study has the id {study_id!r}")
 
 
-class StudyService:
+class StudyService(StudyLifecycle):
     def __init__(
         self, settings: Settings, *, jobs: StudyJobs, store: StudyStore | None = None
     ) -> None:
@@ -193,20 +181,6 @@ class StudyService:
             finally:
                 self._submitting.discard(study_id)
                 self._wrote(study_id)
-
-    def wait_submitted(self, *, timeout_s: float = 30.0) -> None:
-        """Until every study created so far has been handed to Ray (or failed)."""
-        self._wait_submitted(None, timeout_s=timeout_s)
-
-    def _wait_submitted(self, study_id: str | None, *, timeout_s: float = 30.0) -> None:
-        """Until ``study_id`` (None: every study) is no longer on its way to Ray."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                pending = self._submitting if study_id is None else self._submitting & {study_id}
-                if not pending:
-                    return
-            time.sleep(0.05)
 
     def active_count(self) -> int:
         """Studies queued or running: those on their way to Ray, and those whose record is
@@ -419,18 +393,6 @@ class StudyService:
         """The job of an active study (a finished one's record is final: Ray is not asked)."""
         return None if record.status.terminal else self._job(record.study_id)
 
-    def _job(self, study_id: str) -> JobInfo | None:
-        try:
-            return self.jobs.info(study_id)
-        except ClusterError:
-            return None  # the cluster does not answer: show the record as it is
-
-    def _job_states(self) -> dict[str, JobInfo]:
-        try:
-            return self.jobs.states()
-        except ClusterError:
-            return {}
-
     def _view(self, record: StudyRecord, job: JobInfo | None) -> StudyView:
         """What a read shows: the record, with ``running`` for a study whose job runs. Pure:
         a job that ended behind the record's back is the reconciler's to settle."""
@@ -440,139 +402,6 @@ class StudyService:
             # SUCCEEDED with an active record: the runner's last write is on its way
             return StudyView(record, StudyStatus.RUNNING, None)
         return StudyView(record, record.status, None)
-
-    # ---- the reconciler's pass ----------------------------------------------------------
-
-    def reconcile(self) -> list[tuple[str, str]]:
-        """One pass over the active studies: compare each record with its Ray job and fix
-        what disagrees (see the module). Returns (study id, what was done) for each fix.
-        Raises ``ClusterError`` when Ray's job list cannot be read (nothing is changed)."""
-        states = self.jobs.states()
-        actions: list[tuple[str, str]] = []
-        for status in ACTIVE_STUDY:
-            offset = 0
-            while True:
-                records = self.store.list_studies(status=status, limit=100, offset=offset)
-                for record in records:
-                    job = states.get(record.study_id, JobInfo("MISSING"))
-                    done = self._reconcile(record, job)
-                    if done is not None:
-                        actions.append((record.study_id, done))
-                if len(records) < 100:
-                    break
-                offset += 100
-        return actions
-
-    def _reconcile(self, record: StudyRecord, job: JobInfo) -> str | None:
-        if job.state in ACTIVE_JOB_STATES or job.state == "SUCCEEDED":
-            return None
-        try:
-            return self._settle(record, job)
-        finally:
-            self._wrote(record.study_id)
-
-    def _settle(self, record: StudyRecord, job: JobInfo) -> str | None:
-        study_id = record.study_id
-        with self._lock:
-            if study_id in self._submitting:  # created, on its way to Ray
-                return None
-            fresh = self.store.get_study(study_id)
-            if fresh.status.terminal:  # someone (the runner, a cancel) got there first
-                return None
-            if job.state == "MISSING" and fresh.launcher != LAUNCHER:
-                return None  # not ours: a `robustness run` in a terminal drives it
-            if job.state == "MISSING":
-                latest = self._job(study_id)
-                if latest is None or latest.state != "MISSING":  # resubmitted meanwhile
-                    return None
-            self.store.settle_open_trials(study_id, TrialStatus.PENDING)
-            if job.state == "STOPPED":
-                error = "its Ray job was stopped"
-                self.store.set_study_status(study_id, StudyStatus.CANCELLED, error=error)
-                return f"cancelled: {error}"
-            if job.state == "MISSING":
-                reason = "its Ray job vanished (the cluster restarted or lost it)"
-            else:
-                reason = f"its Ray job failed: {job.message or 'no message'}"
-            return self._restart(fresh, reason)
-
-    def _restart(self, record: StudyRecord, reason: str) -> str:
-        """Resubmit a study whose driver died, with resume, within its restart budget. A study
-        a graceful stop suspended (``suspend``) is resubmitted outside the budget: its driver
-        did not die, the service stopped it."""
-        study_id = record.study_id
-        limit = self.settings.max_restarts
-        counted = not record.suspended
-        if record.suspended:
-            reason = "the service was stopped gracefully (its driver was suspended)"
-        if counted and record.restarts >= limit:
-            error = f"{reason}; not resubmitted: it was restarted {record.restarts} times already"
-            self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
-            return f"failed: {error}"
-        # a service stopped between creating a record and submitting it left it incomplete
-        self._write_details(study_id)
-        try:
-            # each attempt is its own Ray job (jobs.job_id); the ended ones stay as history
-            attempt = self.store.record_restart(study_id, reason=reason, counted=counted)
-            self.jobs.submit(study_id, resume=record.status == StudyStatus.RUNNING, attempt=attempt)
-        except ClusterError as exc:
-            error = f"{reason}; and it could not be resubmitted: {exc}"
-            self.store.set_study_status(study_id, StudyStatus.FAILED, error=error)
-            return f"failed: {error}"
-        restarts = record.restarts + (1 if counted else 0)
-        log.warning(
-            "study %s: %s; resubmitted (restart %d of %d)", study_id, reason, restarts, limit
-        )
-        return f"resumed ({restarts}/{limit}): {reason}"
-
-    def _write_details(self, study_id: str) -> None:
-        """The record's params, spec.json and SCHEDULED run status (see ``create``). They are
-        for people reading MLflow; the study runs without them, so a failure is logged."""
-        try:
-            self.store.write_study_details(study_id)
-        except RobustnessError as exc:
-            log.warning("study %s: could not complete its MLflow record: %s", study_id, exc)
-
-    def suspend(self, *, timeout_s: float = 30.0) -> list[tuple[str, StudyStatus]]:
-        """Before the embedded head goes down with the service: stop the active studies' jobs
-        (the runner saves Tune's state on SIGTERM) and return them with their status, so that
-        ``unsuspend`` can put the records back and the next start resumes them."""
-        self.wait_submitted(timeout_s=timeout_s)
-        suspended: list[tuple[str, StudyStatus]] = []
-        for study_id, job in self.jobs.states().items():
-            if job.state not in ("PENDING", "RUNNING"):
-                continue
-            try:
-                record = self.store.get_study(study_id)
-            except StudyNotFoundError:
-                continue
-            if record.status.active:
-                suspended.append((study_id, record.status))
-                self.jobs.stop(study_id)
-        deadline = time.monotonic() + timeout_s
-        pending = {study_id for study_id, _ in suspended}
-        while pending and time.monotonic() < deadline:
-            states = self.jobs.states()
-            pending = {
-                i for i in pending if states.get(i, JobInfo("MISSING")).state in ACTIVE_JOB_STATES
-            }
-            if pending:
-                time.sleep(0.5)
-        return suspended
-
-    def unsuspend(self, suspended: list[tuple[str, StudyStatus]]) -> None:
-        """Put back the status a suspended study had; its interruption was not the user's."""
-        for study_id, status in suspended:
-            record = self.store.get_study(study_id)
-            if record.status != StudyStatus.SUCCEEDED:
-                self.store.settle_open_trials(study_id, TrialStatus.PENDING)
-                self.store.mark_suspended(study_id)  # its resubmission is not a restart
-                self.store.set_study_status(study_id, status)
-            self._wrote(study_id)
-
-    def _wrote(self, study_id: str) -> None:
-        """This service changed the study's record: no read may serve what it kept."""
-        self.reads.forget(study_id)
 
     def ready(self) -> tuple[str, str]:
         """("ok" | reason) for Ray and for MLflow."""
@@ -589,56 +418,3 @@ class StudyService:
         except Exception as exc:  # a store that does not answer may raise anything
             mlflow_state = f"{type(exc).__name__}: {exc}"
         return ray_state, mlflow_state
-
-
-def figure_part(name: FigureName, fmt: FigureFormat) -> str:
-    """The name a finished study's figure is kept as (``StudyService.cached``)."""
-    return f"figure:{name.value}.{fmt.value}"
-
-
-def progress_counts(
-    trials: list[TrialRecord], *, total: int, study_ended: bool = False
-) -> dict[str, int]:
-    """Trials by status. A study that ended runs nothing: a trial its end left open (the job
-    died or was stopped under it) counts as pending, as a resumed study would run it again."""
-    counts = {status.value: 0 for status in TrialStatus}
-    for trial in trials:
-        status = (
-            TrialStatus.PENDING
-            if study_ended and trial.status == TrialStatus.RUNNING
-            else TrialStatus(trial.status)
-        )
-        counts[status.value] += 1
-    done = counts["finished"] + counts["failed"] + counts["diverged"]
-    total = max(total, len(trials))
-    counts["pending"] += max(0, total - len(trials))
-    return {"total": total, "done": done, **counts}
-
-
-def eta_seconds(
-    record: StudyRecord, status: str, *, done: int, total: int, now: datetime | None = None
-) -> float | None:
-    """Time left at the pace so far (done trials per second since the study was created)."""
-    if status in TERMINAL_STUDY:
-        return 0.0
-    if done == 0 or total <= done:
-        return None
-    now = now or datetime.now(UTC)
-    created = record.created_at
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
-    elapsed = (now - created).total_seconds()
-    return max(0.0, elapsed / done * (total - done))
-
-
-def spec_total(record: StudyRecord) -> int:
-    if record.num_trials:
-        return record.num_trials
-    try:
-        return StudySpec.model_validate(record.spec).num_trials
-    except Exception:  # an old or foreign spec: the trials say how many there are
-        return 0
-
-
-def as_dict(spec: StudySpec) -> dict[str, Any]:
-    return spec.to_dict()

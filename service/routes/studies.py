@@ -11,7 +11,6 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.core import StudyView, eta_seconds, figure_part, progress_counts, spec_total
 from service.deps import Authorized, RuntimeDep
 from service.errors import BadRequestError
 from service.links import study_links
@@ -29,6 +28,7 @@ from service.schemas import (
     TrialPublic,
     TrialsFormat,
 )
+from service.views import StudyView, eta_seconds, figure_part, progress_counts, spec_total
 from studies.admission import check_trials
 from studies.presets import apply_overrides, get_preset
 from studies.results import StudyStatus, TrialRecord
