@@ -152,18 +152,39 @@ class StudyService(StudyLifecycle):
         self._submitter.submit(self._submit, study_id)
         return StudyView(record, StudyStatus.QUEUED, None)
 
+    def replay_from_memory(self, spec: StudySpec, idempotency_key: str) -> StudyView | None:
+        """The replay of a POST whose study finished and is kept in memory (see
+        ``service.read_cache``), else None (``create`` answers it): lets the async route
+        answer a dashboard's retried POSTs without a thread. A finished study's replay
+        returns its record as it is, whatever the data directory holds now."""
+        study_id = study_id_for_key(idempotency_key)
+        existing = self.reads.peek_record(study_id)
+        trials = self.reads.peek(study_id, "trials")
+        if existing is None or not isinstance(trials, list):
+            return None
+        return self._replayed(existing, spec, trials)
+
     def _replay(self, study_id: str, spec: StudySpec) -> StudyView | None:
         try:
             existing = self._record(study_id)  # a finished study's from memory
         except StudyNotFoundError:
             return None
+        if existing.spec != spec.to_dict():  # refused before any query of its trials
+            return self._replayed(existing, spec, [])
+        return self._replayed(existing, spec, self._trials_of(existing))
+
+    def _replayed(
+        self, existing: StudyRecord, spec: StudySpec, trials: list[TrialRecord]
+    ) -> StudyView:
+        """The study a replayed POST created, with its trials (its progress), or
+        ``IdempotencyConflictError`` when the key was used for another spec."""
         if existing.spec != spec.to_dict():
             raise IdempotencyConflictError(
                 "this Idempotency-Key was already used for a different study "
                 f"({existing.study_id}); use a new key for a new study"
             )
         view = self._view(existing, self._job_of(existing))
-        return StudyView(view.record, view.status, view.error, replayed=True)
+        return StudyView(view.record, view.status, view.error, trials=trials, replayed=True)
 
     def _submit(self, study_id: str) -> None:
         """Complete the study's record, then hand the study to Ray; a refusal fails the

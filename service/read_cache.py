@@ -166,6 +166,14 @@ class ReadCache:
                 entry.flights.pop(name, None)
             return value
 
+    def peek_record(self, study_id: str) -> StudyRecord | None:
+        """A finished study's record when it is kept and fresh, else None (never waits)."""
+        with self._lock:
+            entry = self._studies.get(study_id)
+            if entry is None or self._clock() - entry.checked_at >= self.fresh_s:
+                return None
+            return entry.record
+
     def peek(self, study_id: str, name: str) -> object | None:
         """What is kept as ``name`` for a finished study whose record is fresh, else None;
         never waits on a query (an async route answers a hit on the event loop)."""

@@ -179,9 +179,11 @@ async def create_study(
 ) -> JSONResponse:
     raw = await request.body()
     spec = parse_study_body(raw, max_trials=runtime.settings.max_trials)
-    view = await run_in_threadpool(
-        runtime.studies.create, spec, idempotency_key=idempotency_key or None
-    )
+    view = runtime.studies.replay_from_memory(spec, idempotency_key) if idempotency_key else None
+    if view is None:
+        view = await run_in_threadpool(
+            runtime.studies.create, spec, idempotency_key=idempotency_key or None
+        )
     body = _public(view, runtime)
     code = status.HTTP_200_OK if view.replayed else status.HTTP_202_ACCEPTED
     return JSONResponse(

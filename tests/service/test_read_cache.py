@@ -209,7 +209,9 @@ def test_finished_study_is_served_final_and_changes_are_seen(
     client: httpx.Client, home: Path
 ) -> None:
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    created = client.post("/studies", json=digits_spec(name="cached", epochs=2))
+    spec = digits_spec(name="cached", epochs=2)
+    key = {"Idempotency-Key": "read-cache-replay"}
+    created = client.post("/studies", json=spec, headers=key)
     assert created.status_code == 202, created.text
     study_id = created.json()["id"]
     # read while it runs, as a dashboard does (nothing of an active study may be kept)
@@ -232,6 +234,15 @@ def test_finished_study_is_served_final_and_changes_are_seen(
     assert reads(client, study_id) == final  # served again: the same
     after = store.get_study(study_id)
     assert (after.status, after.updated_at) == (before.status, before.updated_at)  # pure reads
+    # a retried POST of the finished study: answered from memory, as it ended; another spec
+    # under the same key is still refused
+    replay = client.post("/studies", json=spec, headers=key)
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["replayed"] is True and replay.json()["status"] == "succeeded"
+    assert replay.json()["progress"]["done"] == 4
+    other = client.post("/studies", json=spec | {"epochs": 3}, headers=key)
+    assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"], other.text
+    assert store.get_study(study_id).updated_at == before.updated_at
 
     # another process resumes it (robustness run --resume): seen within FRESH_S
     store.set_study_status(study_id, StudyStatus.RUNNING)
