@@ -162,27 +162,27 @@ class StudyService(StudyLifecycle):
         trials = self.reads.peek(study_id, "trials")
         if existing is None or not isinstance(trials, list):
             return None
-        return self._replayed(existing, spec, trials)
+        self._check_same_spec(existing, spec)
+        return self._replayed(existing, trials)
 
     def _replay(self, study_id: str, spec: StudySpec) -> StudyView | None:
         try:
             existing = self._record(study_id)  # a finished study's from memory
         except StudyNotFoundError:
             return None
-        if existing.spec != spec.to_dict():  # refused before any query of its trials
-            return self._replayed(existing, spec, [])
-        return self._replayed(existing, spec, self._trials_of(existing))
+        self._check_same_spec(existing, spec)  # refused before any query of its trials
+        return self._replayed(existing, self._trials_of(existing))
 
-    def _replayed(
-        self, existing: StudyRecord, spec: StudySpec, trials: list[TrialRecord]
-    ) -> StudyView:
-        """The study a replayed POST created, with its trials (its progress), or
-        ``IdempotencyConflictError`` when the key was used for another spec."""
+    @staticmethod
+    def _check_same_spec(existing: StudyRecord, spec: StudySpec) -> None:
         if existing.spec != spec.to_dict():
             raise IdempotencyConflictError(
                 "this Idempotency-Key was already used for a different study "
                 f"({existing.study_id}); use a new key for a new study"
             )
+
+    def _replayed(self, existing: StudyRecord, trials: list[TrialRecord]) -> StudyView:
+        """The study a replayed POST created, with its trials (its progress)."""
         view = self._view(existing, self._job_of(existing))
         return StudyView(view.record, view.status, view.error, trials=trials, replayed=True)
 

@@ -99,7 +99,7 @@ def run_pack(
     if resume_from is not None:
         state.load_state_dict(resume_from)
     state.road = road if road is not None else default_road(state.base)
-    if state.road == "layers" and fused.fuse(state.base, 1) is None:
+    if state.road == "layers" and not fused.fusable(state.base):
         raise ValueError(f"{spec.model} cannot run as fused layers; use road='vmap'")
     state.channels_last = device.type == "cuda" or ds.image_size > 8
     state.chunk = chunk if chunk is not None else default_chunk(spec, ds, device, state.road)
@@ -152,7 +152,8 @@ def run_pack(
 def default_road(base: nn.Module) -> Road:
     """Fused layers wherever ``studies.fused`` can fuse the network (every model of the
     project but ResNet-20 with option-A shortcuts), else vmap. bench/packing.py measured the
-    fused layers faster on the CPU for every model and K tried (bench/README.md)."""
+    fused layers faster than vmap on the CPU, or level with it (the MLP at K=16), for every
+    model and K tried (bench/README.md)."""
     return "layers" if fused.fusable(base) else "vmap"
 
 
