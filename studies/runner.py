@@ -12,8 +12,8 @@ in tests/studies/test_runner.py and test_cli_run.py, on real Ray and SQLite MLfl
   dataset is cached per worker process; ``FailureConfig(max_failures)`` retries a crashed trial
   from its last checkpoint (one per epoch, the two latest kept).
 - Only the driver talks to MLflow, from a Tune ``Callback``: a nested run per trial (started
-  when the trial starts), one ``log_epoch`` per reported epoch, the end status
-  (finished/diverged/failed) and the node.
+  when the trial starts), one ``log_epoch`` per reported epoch (a pack's members: one
+  ``log_epochs`` for all), the end status (finished/diverged/failed) and the node.
 - Status: running while Tune runs; succeeded at the end (failed if every trial failed, or on
   an error); an interrupt (Ctrl-C, SIGTERM as sent by ``ray job stop``) ends with
   ``cancelled`` and Tune's experiment state saved, so ``resume=True`` continues it with
@@ -311,6 +311,10 @@ class RecordingCallback(tune.Callback):
         self._show()
 
     def _pack_result(self, result: dict[str, Any]) -> None:
+        # every member's epoch in one write (one transaction on a SQL store): the pack waits
+        # in tune.report while this runs, so per-member writes would cost it K round trips
+        rows: list[tuple[str, int, dict[str, float]]] = []
+        ended: list[tuple[str, str]] = []
         for entry in result["members"]:
             key = str(entry["key"])
             run_id = self.member_runs.get(key)
@@ -322,10 +326,13 @@ class RecordingCallback(tune.Callback):
                 self.member_last_epoch[key] = epoch
                 self.member_last_row[key] = row
                 metrics = {name: float(row[name]) for name in EPOCH_METRICS if name in row}
-                self.store.log_epoch(run_id, epoch, metrics)
+                rows.append((run_id, epoch, metrics))
                 self._offer_best(key, metrics.get("test_acc"))
             if entry["status"] != "running":
-                self._end_member(key, str(entry["status"]))
+                ended.append((key, str(entry["status"])))
+        self.store.log_epochs(rows)
+        for key, status in ended:
+            self._end_member(key, status)
         self._show()
 
     def _end_member(self, key: str, status: str) -> None:

@@ -13,8 +13,8 @@ SQLite and against a real ``mlflow server`` on Postgres):
   study whose driver a graceful stop took down (its next resubmission is not counted).
 * Trials: ``start_trial`` opens (or, for a resumed study, reopens: never duplicates) a trial's
   record; ``log_epoch`` writes one epoch's metrics (a step written again keeps its latest
-  value); ``end_trial`` closes it; ``settle_open_trials`` gives the trials a dead driver left
-  ``running`` a status.
+  value), ``log_epochs`` several runs' epochs at once with the same result; ``end_trial``
+  closes it; ``settle_open_trials`` gives the trials a dead driver left ``running`` a status.
 * ``load_trials``: every trial with full histories, ordered by trial id; a finished study's
   from its snapshot.
 * Artifacts of the parent run: ``log_artifacts``, ``list_artifacts``, ``download_artifact``
@@ -37,7 +37,7 @@ from typing import Any, cast
 from studies.errors import TrackingError
 from studies.results import StudyRecord, TrialRecord
 from studies.status import TERMINAL_STUDY, StudyStatus, TrialStatus
-from studies.tracking import artifacts, snapshots
+from studies.tracking import artifacts, epochs, snapshots
 from studies.tracking import studies as study_records
 from studies.tracking import trials as trial_records
 from studies.tracking.connection import (
@@ -118,6 +118,12 @@ class StudyStore(abc.ABC):
 
     @abc.abstractmethod
     def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None: ...
+
+    def log_epochs(self, rows: Sequence[tuple[str, int, Mapping[str, float]]]) -> None:
+        """Several runs' epochs, ``(run id, epoch, metrics)`` each, as ``log_epoch`` would
+        write them one by one (a backend may write them at once)."""
+        for run_id, epoch, metrics in rows:
+            self.log_epoch(run_id, epoch, metrics)
 
     @abc.abstractmethod
     def log_history(
@@ -298,6 +304,12 @@ class MlflowStudyStore(StudyStore):
     def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
         """One ``log_batch``: every metric at ``step=epoch``; NaN and +-inf are kept."""
         trial_records.log_metrics(self._conn, run_id, trial_records.epoch_metrics(epoch, metrics))
+
+    @wrap_errors
+    def log_epochs(self, rows: Sequence[tuple[str, int, Mapping[str, float]]]) -> None:
+        """A pack's epoch: on a SQL store every member's metrics in one transaction (what is
+        read back is what ``log_epoch`` leaves); run by run otherwise (``tracking.epochs``)."""
+        epochs.log_epochs(self._conn, rows)
 
     @wrap_errors
     def log_history(

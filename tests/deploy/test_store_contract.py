@@ -7,6 +7,7 @@ the server; the server case is skipped with the reason where Postgres cannot run
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,51 @@ def test_trials_start_log_end_settle_and_snapshot(store: StudyStore) -> None:
     assert snapshot[0].history == first.history and snapshot[0].status == first.status
     with pytest.raises(TrackingError, match="unknown trial status"):
         store.end_trial(a, "exploded")
+
+
+def test_log_epochs_writes_what_log_epoch_writes(store: StudyStore) -> None:
+    """A pack's epoch: several runs' metrics in one call (one transaction on SQL stores) read
+    back exactly as one ``log_epoch`` per run leaves them, latest values included."""
+    import mlflow
+
+    record = store.create_study(SPEC, experiment=_experiment())
+    study_id = record.study_id
+    params = {"optimizer": "adam", "lr": 0.01, "warmup": "none", "warmup_steps": 0, "seed": 0}
+    packed = [store.start_trial(study_id, f"p{i}", {**params, "seed": i}) for i in range(3)]
+    alone = [store.start_trial(study_id, f"s{i}", {**params, "seed": i}) for i in range(3)]
+    values = {
+        1: [{"test_acc": 0.1, "train_loss": 2.0}, {"test_acc": 0.2, "train_loss": math.nan}, {}],
+        2: [{"test_acc": 0.3, "train_loss": 1.0}, {"test_acc": 0.4, "train_loss": math.inf}, {}],
+    }
+    for epoch, per_run in values.items():
+        store.log_epochs([(run, epoch, m) for run, m in zip(packed, per_run, strict=True)])
+        for run, metrics in zip(alone, per_run, strict=True):
+            store.log_epoch(run, epoch, metrics)
+    # a step written again keeps its latest value, as with log_epoch
+    time.sleep(0.01)  # a later timestamp for the rewritten epoch
+    store.log_epochs([(packed[0], 2, {"test_acc": 0.35, "train_loss": 1.0})])
+    store.log_epoch(alone[0], 2, {"test_acc": 0.35, "train_loss": 1.0})
+    store.log_epochs([])
+
+    trials = {t.trial_id: t for t in store.load_trials(study_id)}
+    for i in range(3):
+        got, want = trials[f"p{i}"].history, trials[f"s{i}"].history
+        assert got.keys() == want.keys()
+        for name in want:
+            assert [repr(v) for v in got[name]] == [repr(v) for v in want[name]]
+    assert trials["p0"].history["test_acc"] == [0.1, 0.35]
+    assert math.isnan(trials["p1"].history["train_loss"][0])
+    assert trials["p1"].history["train_loss"][1] == math.inf
+    # MLflow's latest-metric table, which its UI and search_runs show, moved on as well
+    client = mlflow.MlflowClient(tracking_uri=store.tracking_uri)  # type: ignore[attr-defined]
+    for run, run_alone in zip(packed, alone, strict=True):
+        assert client.get_run(run).data.metrics == client.get_run(run_alone).data.metrics
+    assert client.get_run(packed[0]).data.metrics["test_acc"] == 0.35
+
+    # a deleted run in the batch: refused as log_epoch refuses it
+    client.delete_run(alone[2])
+    with pytest.raises(TrackingError):
+        store.log_epochs([(alone[2], 3, {"test_acc": 0.9})])
 
 
 def test_artifacts(store: StudyStore, tmp_path: Path) -> None:

@@ -367,6 +367,51 @@ def test_resumed_epoch_keeps_latest_value(uri: str, experiment: str) -> None:
     assert trial.history["test_acc"] == [0.2, 0.35]
 
 
+def test_a_packs_epoch_is_one_transaction_on_sqlite(
+    uri: str, experiment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``log_epochs`` on a SQL store writes every member at once: MLflow's per-run
+    ``log_batch`` (several sessions and a commit each) is not called."""
+    from studies.tracking import epochs
+
+    store = tracking.store_for(uri)
+    record = store.create_study(SPEC, experiment=experiment)
+    runs = [
+        store.start_trial(record.study_id, f"m{i}", _trial_params("adam", 0.01, seed=i))
+        for i in range(4)
+    ]
+
+    def per_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("written run by run")
+
+    monkeypatch.setattr(epochs, "log_metrics", per_run)
+    for epoch in (1, 2):
+        store.log_epochs(
+            [(run, epoch, {"test_acc": 0.1 * epoch + i}) for i, run in enumerate(runs)]
+        )
+    trials = store.load_trials(record.study_id)
+    assert [t.history["test_acc"] for t in trials] == [[0.1 + i, 0.2 + i] for i in range(4)]
+    client = MlflowClient(tracking_uri=uri)
+    assert [client.get_run(run).data.metrics["test_acc"] for run in runs] == [
+        0.2 + i for i in range(4)
+    ]
+
+
+def test_log_epochs_falls_back_run_by_run_when_one_transaction_cannot_take_it(
+    uri: str, experiment: str
+) -> None:
+    """The same step twice in one call keeps the later value; a batch with an unknown run
+    is written run by run, which refuses it with ``TrackingError`` as ``log_epoch`` does."""
+    store = tracking.store_for(uri)
+    record = store.create_study(SPEC, experiment=experiment)
+    run = store.start_trial(record.study_id, "m0", _trial_params("adam", 0.01))
+    store.log_epochs([(run, 1, {"test_acc": 0.1}), (run, 1, {"test_acc": 0.2})])
+    (trial,) = store.load_trials(record.study_id)
+    assert trial.history["test_acc"] == [0.2]
+    with pytest.raises(TrackingError):
+        store.log_epochs([(run, 2, {"test_acc": 0.3}), ("0" * 32, 2, {"test_acc": 0.3})])
+
+
 def test_log_study_artifacts(uri: str, experiment: str, tmp_path: Path) -> None:
     record = tracking.store_for(uri).create_study(SPEC, experiment=experiment)
     figure = tmp_path / "figure6.png"
