@@ -27,6 +27,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from cpu_share import CpuShare  # noqa: E402  (bench/, beside this script)
 
 HOME = ROOT / "bench" / "results" / "load-home"
 P99_TARGET_MS = 500.0
@@ -127,6 +130,7 @@ def main() -> int:
                 return 1
         print(f"study {study_id} succeeded; {args.clients} clients x {args.requests} requests")
         barrier = threading.Barrier(args.clients)
+        cpu = CpuShare().start()  # who had the 2 cores meanwhile (the tail's question)
         started = time.perf_counter()
 
         def run(index: int) -> list[Row]:
@@ -136,6 +140,8 @@ def main() -> int:
         with ThreadPoolExecutor(max_workers=args.clients) as pool:
             results = [row for rows in pool.map(run, range(args.clients)) for row in rows]
         wall = time.perf_counter() - started
+        cpu.stop()
+        service_pid = service.pid
 
     errors = Counter(code for _, _, code, _ in results if code not in (200, 202))
     latencies = [ms for _, ms, _, _ in results]
@@ -167,9 +173,36 @@ def main() -> int:
         )
     slow = sorted(((ms, at, path) for path, ms, _, at in results), reverse=True)[:5]
     print("  slowest: " + ", ".join(f"{ms:.0f} ms at +{at:.2f} s ({p})" for ms, at, p in slow))
+    _print_cpu(cpu, started, wall, slow, service_pid)
     ok = not errors and p99 <= P99_TARGET_MS
     print(f"target (0 errors, p99 <= {P99_TARGET_MS:.0f} ms): {'met' if ok else 'NOT met'}")
     return 0 if ok else 1
+
+
+def _print_cpu(
+    cpu: CpuShare,
+    started: float,
+    wall: float,
+    slow: list[tuple[float, float, str]],
+    service_pid: int | None,
+) -> None:
+    """CPU seconds by process over the whole run and over the slowest request: a service that
+    used little of the cores while a request waited was not what kept it waiting."""
+    windows = [("the run", started, started + wall)]
+    if slow:
+        ms, at, _ = slow[0]
+        windows.append(("the slowest request", started + at, started + at + ms / 1000.0))
+    for label, start, end in windows:
+        top = cpu.top(start, end, n=6)
+        if not top:
+            continue
+        service = sum(s for name, s in top if name.split(" ", 1)[0] == str(service_pid))
+        print(
+            f"  CPU seconds over {label} ({end - start:.2f} s; service pid {service_pid}: "
+            f"{service:.2f} s):"
+        )
+        for name, seconds in top:
+            print(f"    {seconds:6.2f}  {name}")
 
 
 if __name__ == "__main__":
