@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _cpu_seconds() -> dict[tuple[int, str], float]:
-    out: dict[tuple[int, str], float] = {}
+def _cpu_seconds() -> dict[int, tuple[str, float]]:
+    out: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -29,7 +28,7 @@ def _cpu_seconds() -> dict[tuple[int, str], float]:
         comm_end = stat.rindex(")")
         fields = stat[comm_end + 2 :].split()
         name = cmdline.strip()[:70] or stat[stat.index("(") + 1 : comm_end]
-        out[(int(entry.name), name)] = (int(fields[11]) + int(fields[12])) / _TICKS
+        out[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / _TICKS)
     return out
 
 
@@ -38,7 +37,7 @@ class CpuShare:
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
-        self.samples: list[tuple[float, dict[tuple[int, str], float]]] = []
+        self.samples: list[tuple[float, dict[int, tuple[str, float]]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -65,13 +64,14 @@ class CpuShare:
             return []
         # per process: its CPU time when last seen in the window less when first seen (0 for
         # one started inside it); one that ended is counted up to its last sample
-        first_seen: dict[tuple[int, str], float] = {}
-        last_seen: dict[tuple[int, str], float] = {}
+        first_seen: dict[int, float] = {}
+        last_seen: dict[int, tuple[str, float]] = {}
         for index, (_, snapshot) in enumerate(inside):
-            for key, seconds in snapshot.items():
-                first_seen.setdefault(key, seconds if index == 0 else 0.0)
-                last_seen[key] = seconds
-        used: dict[str, float] = defaultdict(float)
-        for key, seconds in last_seen.items():
-            used[f"{key[0]} {key[1]}"] += seconds - first_seen[key]
-        return sorted(used.items(), key=lambda item: -item[1])[:n]
+            for pid, (name, seconds) in snapshot.items():
+                first_seen.setdefault(pid, seconds if index == 0 else 0.0)
+                last_seen[pid] = (name, seconds)  # a kernel thread's name changes: the last
+        used = [
+            (f"{pid} {name}", seconds - first_seen[pid])
+            for pid, (name, seconds) in last_seen.items()
+        ]
+        return sorted(used, key=lambda item: -item[1])[:n]
