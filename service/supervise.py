@@ -1,7 +1,8 @@
 """One way to run a helper process: start it (in a session of its own, so it and what it
 starts form one group), poll it healthy, stop it (SIGTERM, a grace period, then SIGKILL to
 the group), or stop one by its recorded pid. Used by the embedded Ray head, the MLflow UI and
-the service as a child process (``ServiceProcess``: the tests and ``quickstart``).
+the service as a child process (``ServiceProcess``: the tests and ``quickstart``), and by
+the tests' stand-in for the compose stack (Postgres, an MLflow server, Ray nodes).
 
 Only ever the processes we started: a pid is signalled only while it is our child, or (for
 ``stop_pid``) after the caller checked it is still the process it recorded.
@@ -75,20 +76,24 @@ def wait_healthy(
 
 
 def stop_process(
-    process: subprocess.Popen[bytes] | None, *, grace_s: float, term_group: bool = True
+    process: subprocess.Popen[bytes] | None,
+    *,
+    grace_s: float,
+    term_group: bool = True,
+    term_signal: signal.Signals = signal.SIGTERM,
 ) -> int | None:
-    """SIGTERM (to its whole group, or with ``term_group=False`` to it alone, for a process
-    that stops its own children in order, as ``ray start`` does), up to ``grace_s`` for it to
-    exit, then SIGKILL to it and its group (what it started in its session goes too). Its
-    exit code; None if never started."""
+    """``term_signal`` (SIGTERM; SIGINT is Postgres's fast shutdown) to its whole group, or
+    with ``term_group=False`` to it alone, for a process that stops its own children in
+    order, as ``ray start`` does; up to ``grace_s`` for it to exit, then SIGKILL to it and its
+    group (what it started in its session goes too). Its exit code; None if never started."""
     if process is None:
         return None
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if term_group:
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, term_signal)
             else:
-                process.terminate()
+                process.send_signal(term_signal)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=grace_s)
     if process.poll() is None:
@@ -111,6 +116,26 @@ def stop_pid(pid: int, *, grace_s: float) -> None:
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def kill_naming(marks: Sequence[str]) -> list[int]:
+    """SIGKILL every process whose command line contains one of ``marks`` (a temp dir or an
+    address only processes we started name): what left its session, as Ray's daemons may.
+    The pids signalled."""
+    needles = [mark.encode() for mark in marks if mark]
+    killed: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            raw = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(needle in raw for needle in needles):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed.append(int(proc.name))
+    return killed
 
 
 def pid_alive(pid: int) -> bool:

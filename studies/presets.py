@@ -103,9 +103,7 @@ DESCRIPTIONS: dict[str, str] = {
 
 # The presets are checked here for validity only; the trial limit (ROBUSTNESS_MAX_TRIALS, which
 # the service shares) is an admission check, applied where a study is submitted.
-PRESETS: dict[str, StudySpec] = {
-    name: StudySpec.parse(raw, max_trials=10**9) for name, raw in _RAW_PRESETS.items()
-}
+PRESETS: dict[str, StudySpec] = {name: StudySpec.parse(raw) for name, raw in _RAW_PRESETS.items()}
 
 #: What ``robustness run`` runs when given no preset.
 DEFAULT_PRESET = "figure6-quick"

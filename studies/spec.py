@@ -36,7 +36,6 @@ from pydantic import (
     model_validator,
 )
 
-from studies.admission import check_trials
 from studies.errors import SpecError
 
 OptimizerName = Literal["radam", "adam", "adamw", "sgd"]
@@ -353,11 +352,10 @@ class StudySpec(_Strict):
     # ---- JSON in and out --------------------------------------------------------------------
 
     @classmethod
-    def parse(cls, data: Mapping[str, Any] | str | bytes, *, max_trials: int | None = None) -> Self:
+    def parse(cls, data: Mapping[str, Any] | str | bytes) -> Self:
         """Validate a dict or a JSON document; raise ``SpecError`` naming the first bad field.
-
-        ``max_trials`` (deprecated: call ``studies.admission.check_trials`` where the study
-        enters) also applies the trial limit."""
+        The trial limit is admission's (``studies.admission.check_trials``, where a study
+        enters: the service and the CLI), not the spec's."""
         try:
             if isinstance(data, str | bytes):
                 spec = cls.model_validate_json(data)
@@ -365,8 +363,6 @@ class StudySpec(_Strict):
                 spec = cls.model_validate(dict(data))
         except ValidationError as exc:
             raise spec_error(exc) from None
-        if max_trials is not None:
-            check_trials(spec, limit=max_trials)
         return spec
 
     @classmethod

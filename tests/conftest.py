@@ -22,3 +22,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     print(f"\nimporting CIFAR-10 for the tests: {SHARED_CIFAR} -> {data_dir / 'cifar10'}")
     data_sources.import_archive("cifar10", SHARED_CIFAR, data_dir=data_dir)
+
+
+@pytest.fixture
+def spec_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every validation of a ``StudySpec`` in this process from here on (``parse``, from a
+    dict or JSON, ``model_validate``, a cached parse's first), by the method called: the
+    tests of "a spec is parsed once per process boundary" count them."""
+    from studies.spec import StudySpec
+
+    calls: list[str] = []
+    for name in ("model_validate", "model_validate_json"):
+        original = getattr(StudySpec, name)  # bound to StudySpec
+
+        def counting(cls: type, *args: object, _original=original, _name=name, **kwargs: object):  # type: ignore[no-untyped-def]
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(StudySpec, name, classmethod(counting))
+    return calls

@@ -1,6 +1,7 @@
 """The compose stack on loopback, without Docker: Postgres, an MLflow server on it, Ray nodes.
 
-- ``Postgres``: Debian's PostgreSQL (``/usr/lib/postgresql/<version>/bin``) in a temporary
+- ``Postgres``: Debian's PostgreSQL (``/usr/lib/postgresql/<version>/bin``; ``postgres`` in the
+  foreground, as our child) in a temporary
   directory on a free loopback port, with the role ``robustness`` (password auth over TCP,
   as in the compose file), the database ``mlflow`` and ``optuna`` made by the stack's own init
   script (docker/postgres/10-optuna.sh). Postgres refuses to
@@ -11,14 +12,14 @@
 - ``RayCluster``: a Ray head (no trials) and workers as ``ray start --block`` processes on a
   loopback address with token auth.
 
-All are context managers that stop only the processes they started (``pg_ctl stop`` for
-their own data directory; their own process groups) and remove their files.
+All are context managers that start, poll and stop their processes with ``service.supervise``
+(the service's own helper: each in a session of its own, stopped by its pid and its group),
+stop only what they started, and remove their files.
 ``postgres_bin()`` says why Postgres cannot run here, for a clear skip.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import secrets
@@ -55,7 +56,7 @@ def free_port() -> int:
 def postgres_bin() -> tuple[Path | None, str]:
     """The newest PostgreSQL bin directory, or None and the reason there is none usable."""
     candidates = sorted(
-        (p.parent for p in POSTGRES_ROOT.glob("*/bin/pg_ctl")),
+        (p.parent for p in POSTGRES_ROOT.glob("*/bin/postgres")),
         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
     )
     if not candidates:
@@ -86,7 +87,7 @@ class Postgres:
         self.data = self.root / "data"
         self.sockets = self.root / "sockets"
         self.log = self.root / "postgres.log"
-        self._running = False
+        self._process: subprocess.Popen[bytes] | None = None
 
     def _as_owner(self, *command: str | Path) -> list[str]:
         args = [str(c) for c in command]
@@ -127,21 +128,31 @@ class Postgres:
             timeout=120,
         )  # fmt: skip
         pwfile.unlink()
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "  # throwaway data
-            "-c shared_buffers=32MB -c max_connections=50"
-        )
-        subprocess.run(
-            self._as_owner(
-                self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-o", options,
-                "-w", "-t", str(int(self.startup_timeout_s)), "start",
-            ),
-            check=True,
-            capture_output=True,
-            timeout=self.startup_timeout_s + 30,
+        # The server in the foreground as our child (service.supervise), not daemonised by
+        # pg_ctl: one way to start, poll and stop every process the tests run.
+        command = self._as_owner(
+            self.bin / "postgres",
+            "-D", self.data,
+            "-p", str(self.port),
+            "-k", self.sockets,
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", "fsync=off", "-c", "synchronous_commit=off",  # throwaway data
+            "-c", "full_page_writes=off",
+            "-c", "shared_buffers=32MB", "-c", "max_connections=50",
         )  # fmt: skip
-        self._running = True
+        if os.geteuid() == 0:  # the log file is opened by us, written by the postgres user
+            self.log.touch()
+            owner = pwd.getpwnam(POSTGRES_SYSTEM_USER)
+            os.chown(self.log, owner.pw_uid, owner.pw_gid)
+        self._process = supervise.spawn(command, log_path=self.log)
+        supervise.wait_healthy(
+            self._process,
+            self._accepts_connections,
+            timeout_s=self.startup_timeout_s,
+            what="postgres",
+            error=TrackingError,
+            log_path=self.log,
+        )
         import psycopg2
 
         connection = psycopg2.connect(self.dsn("postgres"))
@@ -179,14 +190,16 @@ class Postgres:
         finally:
             connection.close()
 
+    def _accepts_connections(self) -> bool:
+        import psycopg2
+
+        psycopg2.connect(self.dsn("postgres"), connect_timeout=2).close()
+        return True
+
     def stop(self) -> None:
-        if self._running:
-            subprocess.run(
-                self._as_owner(self.bin / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"),
-                capture_output=True,
-                timeout=60,
-            )
-            self._running = False
+        process, self._process = self._process, None
+        # SIGINT is Postgres's fast shutdown (SIGTERM would wait for every client to leave)
+        supervise.stop_process(process, grace_s=30, term_signal=signal.SIGINT)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Self:
@@ -204,11 +217,6 @@ class Postgres:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the group is already gone
-        os.killpg(pgid, signum)
 
 
 class MlflowServer:
@@ -347,14 +355,9 @@ class RayCluster:
             "--disable-usage-stats",
             "--block",
         ]
-        with (self.root / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(
-                [self._ray, "start", *args, *common],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+        process = supervise.spawn(
+            [self._ray, "start", *args, *common], env=env, log_path=self.root / f"{name}.log"
+        )
         self._processes.append(process)
         return process
 
@@ -405,7 +408,7 @@ class RayCluster:
                     if exited.process is not process or attempt == WORKER_START_ATTEMPTS:
                         raise
                     self._processes.remove(process)
-                    _signal_group(process.pid, signal.SIGKILL)  # what the failed start left
+                    supervise.stop_process(process, grace_s=0)  # what the failed start left
 
     def _healthy(self) -> bool:
         result = subprocess.run(
@@ -435,29 +438,16 @@ class RayCluster:
 
     def stop(self) -> None:
         processes, self._processes = self._processes, []
-        for process in reversed(processes):  # workers first, the head last
-            _signal_group(process.pid, signal.SIGTERM)
+        # Workers first, the head last; each ``ray start --block`` gets SIGTERM alone and
+        # stops its own daemons in order, as LocalRay stops the embedded head.
         deadline = time.monotonic() + 10  # seconds for a graceful stop, all nodes together
-        for process in processes:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(process.pid, signal.SIGKILL)
-                process.wait(timeout=20)
-            _signal_group(process.pid, signal.SIGKILL)  # children left in the group
+        for process in reversed(processes):
+            supervise.stop_process(
+                process, grace_s=max(0.1, deadline - time.monotonic()), term_group=False
+            )
         # Ray's own daemons (raylet, GCS, agents, workers) may leave the group: they all name
         # this cluster's temp dir or GCS address on their command line.
-        marks = (str(self.root).encode(), f"{self.node_ip}:{self.port}".encode())
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if any(mark in cmdline for mark in marks):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(int(proc.name), signal.SIGKILL)
+        supervise.kill_naming([str(self.root), f"{self.node_ip}:{self.port}"])
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Self:

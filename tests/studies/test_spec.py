@@ -142,8 +142,8 @@ def test_the_trial_limit_is_admission_not_validation(monkeypatch: pytest.MonkeyP
     with pytest.raises(SpecError, match="limit of 11"):
         check_trials(spec)
     assert check_trials(spec, limit=12) is spec  # the caller's limit wins
-    with pytest.raises(SpecError, match="limit of 10"):  # the deprecated parse(max_trials=)
-        StudySpec.parse(_spec(), max_trials=10)
+    monkeypatch.setenv(MAX_TRIALS_ENV, "1")
+    assert StudySpec.parse(_spec()).num_trials == 12  # parsing applies no limit
 
 
 def test_a_spec_is_frozen() -> None:
