@@ -226,6 +226,16 @@ def _cost_section(tp: dict[str, Any], m: dict[str, Any]) -> list[str]:
         lines.append(f"- Training images/s, all configurations together: {rates['all']:,.0f}")
     if per:
         lines.append(f"- Per configuration: median {per[len(per) // 2]:,.0f} images/s")
+    alone = tp.get("one_at_a_time") or {}
+    if alone.get("images_per_second"):
+        speedup = tp.get("speedup_vs_one_at_a_time")
+        lines.append(
+            f"- One configuration alone on the same device (warm epochs of "
+            f"{len(alone.get('epoch_seconds', []))} configurations): "
+            f"{alone['images_per_second']:,.0f} images/s; the pack trains "
+            + (f"**{speedup:.1f}x** that" if speedup else "(no packed rate)")
+            + " (target on a GPU: >= 10x)"
+        )
     gpu = tp.get("gpu") or {}
     for g in gpu.get("gpus", []):
         lines.append(

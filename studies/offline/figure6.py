@@ -7,8 +7,9 @@ What it does, in order (each step's time goes in ``throughput.json``):
 
 1. Unpacks the CIFAR-10 archive into ``<data dir>/cifar10`` unless it is there, and loads the
    dataset onto the device.
-2. Parity: one configuration per optimizer trained one epoch packed and one epoch alone; their
-   first epochs must agree (``studies.offline.packing.TOLERANCES``: bf16 on a GPU, float32 on
+2. Parity: one configuration per optimizer trained one epoch packed and two epochs alone (the
+   second, warm, timed: the one-trial-at-a-time baseline of the speed-up); their first epochs
+   must agree (``studies.offline.packing.TOLERANCES``: bf16 on a GPU, float32 on
    the CPU), else it stops (exit 3) before spending the budget (``--parity-warn-only`` goes on).
 3. Smoke: the whole pack for 2 epochs; the last epoch's wall time is the epoch time.
 4. Plan: the full run (164 epochs, or ``--epochs``) is extrapolated from that time; if it fits
@@ -354,6 +355,11 @@ def run(args: argparse.Namespace) -> int:
             gpu=gpu,
             device=device,
             packed=packing.packed(),
+            alone_epoch_seconds=[
+                m["alone_epoch_seconds"]
+                for m in parity["members"]
+                if m.get("alone_epoch_seconds") is not None
+            ],
         ),
     )
     resultfiles.write_json(out / resultfiles.RUN_FILE, manifest)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -161,6 +162,15 @@ def _one_at_a_time(
     return histories, {"epoch": epochs or spec.epochs, "members": states}
 
 
+def _synced_clock(device_type: str) -> float:
+    """Now, once the device has finished what was queued (CUDA runs asynchronously)."""
+    if device_type == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def parity_members(spec: StudySpec) -> list[TrialConfig]:
     """One configuration per optimizer (its middle learning rate, first warmup and seed):
     every optimizer kind of the pack is compared."""
@@ -182,14 +192,29 @@ def parity_check(
     device_type: str,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train ``configs`` one epoch packed and one at a time; compare their first epochs."""
+    """Train ``configs`` one epoch packed and two epochs each alone; compare their first
+    epochs. The second epoch alone (warm: kernels chosen, caches filled) is timed: what one
+    trial at a time gets from the device, the baseline of ``throughput.json``'s speed-up."""
     from studies.trainable import run_trial
 
     together, _ = train_pack(spec, configs, data_dir=data_dir, gpus=gpus, threads=threads, epochs=1)
     tolerance = TOLERANCES["cuda" if device_type == "cuda" else "cpu"]
     members = []
     for config, rows in zip(configs, together, strict=True):
-        alone = run_trial(spec, config, data_dir=data_dir, gpus=gpus, threads=threads, epochs=1)
+        ends: list[float] = []
+
+        def timed(_metrics: Mapping[str, Any], _state: object, ends: list[float] = ends) -> None:
+            ends.append(_synced_clock(device_type))
+
+        alone = run_trial(
+            spec,
+            config,
+            data_dir=data_dir,
+            gpus=gpus,
+            threads=threads,
+            epochs=min(2, spec.epochs),
+            on_epoch=timed,
+        )
         a, b = rows[0], alone[0]
         loss_rel = abs(a["train_loss"] - b["train_loss"]) / max(abs(b["train_loss"]), 1e-12)
         acc_abs = abs(a["test_acc"] - b["test_acc"])
@@ -207,6 +232,8 @@ def parity_check(
                 "train_loss_rel_diff": loss_rel,
                 "test_acc_abs_diff": acc_abs,
                 "ok": ok,
+                # the warm second epoch alone (train and evaluation), None with one epoch
+                "alone_epoch_seconds": ends[1] - ends[0] if len(ends) > 1 else None,
             }
         )
     return {

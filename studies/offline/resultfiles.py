@@ -145,12 +145,18 @@ def throughput(
     gpu: Mapping[str, Any],
     device: str,
     packed: bool,
+    alone_epoch_seconds: Sequence[float] = (),
 ) -> dict[str, Any]:
     """``throughput.json``: training images per second, per configuration (its images over
     the wall time of the epochs it trained in: a packed member trains while the others do) and
     in all (every member's images over the run's wall time). A member's ``train_seconds`` is
     its share of the pack's time (the pack runner divides each epoch among its members), not
-    its wall time, so it is not used here."""
+    its wall time, so it is not used here.
+
+    ``alone_epoch_seconds``: warm epochs of single configurations trained alone on the same
+    device (the parity check's); then ``one_at_a_time`` is what one trial per device gets
+    (images over the mean of those epochs) and ``speedup_vs_one_at_a_time`` the pack's
+    images/s in all over it: issue 12's ">= 10x the throughput of one trial per GPU"."""
     per_config: dict[str, float | None] = {}
     images = 0
     for key, member in zip(keys, rows, strict=True):
@@ -174,6 +180,22 @@ def throughput(
             "per_configuration": per_config,
         },
         "gpu": dict(gpu),
+        **_one_at_a_time(
+            alone_epoch_seconds, num_train, images / train_wall if train_wall else None
+        ),
+    }
+
+
+def _one_at_a_time(
+    epoch_seconds: Sequence[float], num_train: int, packed_all: float | None
+) -> dict[str, Any]:
+    timed = [float(s) for s in epoch_seconds if s and s > 0]
+    if not timed:
+        return {}
+    alone = num_train / (sum(timed) / len(timed))
+    return {
+        "one_at_a_time": {"epoch_seconds": timed, "images_per_second": alone},
+        "speedup_vs_one_at_a_time": packed_all / alone if packed_all else None,
     }
 
 

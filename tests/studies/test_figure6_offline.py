@@ -134,6 +134,9 @@ def test_figure6_script_on_the_cpu_then_import(small_archive: Path, tmp_path: Pa
     assert run.run["parity"]["ok"] and run.run["plan"]["epochs"] == 1
     assert run.throughput["train_images_per_epoch"] == 200
     assert run.throughput["gpu"]["available"] is False
+    # one epoch: no warm epoch alone to time, so no baseline is claimed
+    assert all(m["alone_epoch_seconds"] is None for m in run.run["parity"]["members"])
+    assert "one_at_a_time" not in run.throughput
     # real training: the second step tells the optimizers apart. AdamW's is adaptive from the
     # first update; RAdam's first updates are un-adapted momentum steps, as SGD's (Algorithm 2)
     loss = {t.optimizer: t.history["train_loss"][0] for t in run.trials}

@@ -136,6 +136,15 @@ def test_the_run_writes_a_file_per_configuration_and_its_accounts(outdir: Path) 
     assert tp["gpu"]["available"] is False and "nvidia-smi" in tp["gpu"]["reason"]
     assert len(tp["epoch_seconds"]) == 4 and tp["images_per_second"]["all"] > 0
     assert set(tp["images_per_second"]["per_configuration"]) == {t.trial_id for t in run.trials}
+    # the baseline: each parity configuration's warm second epoch alone, on the same device
+    alone = [m["alone_epoch_seconds"] for m in run.run["parity"]["members"]]
+    assert len(alone) == 2 and all(s > 0 for s in alone)
+    assert tp["one_at_a_time"]["epoch_seconds"] == pytest.approx(alone)
+    per_image = tp["train_images_per_epoch"] / (sum(alone) / len(alone))
+    assert tp["one_at_a_time"]["images_per_second"] == pytest.approx(per_image)
+    assert tp["speedup_vs_one_at_a_time"] == pytest.approx(
+        tp["images_per_second"]["all"] / per_image
+    )
     # the per-epoch lr follows the schedule: x0.1 from epoch index 2, again from 3
     sgd = run.trials[-1]
     assert sgd.history["lr"] == pytest.approx([0.01, 0.01, 0.001, 0.0001])
@@ -199,6 +208,7 @@ def test_import_makes_a_normal_study(
     page = (tmp_path / "record" / record_name(run)).read_text()
     for heading in ("Table 2", "mean regret", "Expected best accuracy", "throughput", "JPEG"):
         assert heading in page
+    assert "One configuration alone on the same device" in page and "the pack trains **" in page
     assert (tmp_path / "record" / "figure6.png").is_file()
     assert (tmp_path / "record" / "expected_max.png").is_file()
     # `robustness report` serves it like any other study
