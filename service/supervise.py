@@ -118,12 +118,10 @@ def stop_pid(pid: int, *, grace_s: float) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def kill_naming(marks: Sequence[str]) -> list[int]:
+def kill_naming(marks: Sequence[str]) -> None:
     """SIGKILL every process whose command line contains one of ``marks`` (a temp dir or an
-    address only processes we started name): what left its session, as Ray's daemons may.
-    The pids signalled."""
+    address only processes we started name): what left its session, as Ray's daemons may."""
     needles = [mark.encode() for mark in marks if mark]
-    killed: list[int] = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
@@ -134,8 +132,6 @@ def kill_naming(marks: Sequence[str]) -> list[int]:
         if any(needle in raw for needle in needles):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(proc.name), signal.SIGKILL)
-                killed.append(int(proc.name))
-    return killed
 
 
 def pid_alive(pid: int) -> bool:

@@ -88,15 +88,13 @@ def _chance_pct(record: StudyRecord) -> float:
     return 100.0 / classes if classes else 0.0
 
 
-def _summarize_record(
-    record: StudyRecord, trials: Sequence[TrialRecord], *, trials_total: int | None = None
-) -> StudySummary:
+def _summarize_record(record: StudyRecord, trials: Sequence[TrialRecord]) -> StudySummary:
     return summarize(
         trials,
         study_id=record.study_id,
         name=record.name,
         status=record.status,
-        trials_total=trials_total if trials_total is not None else _trials_total(record),
+        trials_total=_trials_total(record),
         no_accuracy_pct=_chance_pct(record),
     )
 
@@ -190,7 +188,6 @@ def build_report(
     tracking_uri: str,
     out_dir: Path | None = None,
     log_artifacts: bool = False,
-    trials_total: int | None = None,  # the grid's size, from a caller holding the spec
 ) -> tuple[StudySummary, list[Path]]:
     """Summarise the study afresh and write summary.json, trials.csv and the figures.
 
@@ -201,7 +198,7 @@ def build_report(
     store = tracking.store_for(tracking_uri)
     record = store.get_study(study_id)
     trials = store.snapshot_trials(study_id) if log_artifacts else store.load_trials(study_id)
-    summary = _summarize_record(record, trials, trials_total=trials_total)
+    summary = _summarize_record(record, trials)
     target = out_dir or report_dir(study_id)
     target.mkdir(parents=True, exist_ok=True)
     summary_path = target / SUMMARY_ARTIFACT
@@ -214,22 +211,13 @@ def build_report(
 
 
 def finalize_study(
-    study_id: str,
-    *,
-    tracking_uri: str,
-    out_dir: Path | None = None,
-    trials_total: int | None = None,
+    study_id: str, *, tracking_uri: str, out_dir: Path | None = None
 ) -> StudySummary:
     """What the runner calls when a study ends: snapshot the trials, then the summary,
     trials.csv and figures, written to ``out_dir`` (default ``<home>/reports/<study_id>``) and
-    logged as artifacts of the study's parent run. ``trials_total``: the grid's size, from
-    the runner's spec (not parsed again from the record)."""
+    logged as artifacts of the study's parent run."""
     summary, _ = build_report(
-        study_id,
-        tracking_uri=tracking_uri,
-        out_dir=out_dir,
-        log_artifacts=True,
-        trials_total=trials_total,
+        study_id, tracking_uri=tracking_uri, out_dir=out_dir, log_artifacts=True
     )
     with _cache_lock:  # the study's status changes next: load_summary re-validates then
         _cache.pop((tracking_uri, study_id), None)

@@ -695,7 +695,7 @@ def run_study(
             error=f"all {counts.total} trials failed (see the trials' errors in {storage})",
         )
     else:
-        _finalize(study_id, tracking_uri, trials_total=spec.num_trials)
+        _finalize(study_id, tracking_uri)
         store.set_study_status(study_id, "succeeded")
     return store.get_study(study_id)
 
@@ -755,12 +755,12 @@ def _recorded_keys(study_id: str, tracking_uri: str) -> frozenset[str]:
     )
 
 
-def _finalize(study_id: str, tracking_uri: str, *, trials_total: int) -> None:
+def _finalize(study_id: str, tracking_uri: str) -> None:
     """Summary and figures as artifacts; a failure here does not undo the trials."""
     try:
         from studies.report import finalize_study
 
-        finalize_study(study_id, tracking_uri=tracking_uri, trials_total=trials_total)
+        finalize_study(study_id, tracking_uri=tracking_uri)
     except Exception as exc:
         warnings.warn(f"study {study_id}: writing the summary failed: {exc}", stacklevel=2)
 

@@ -162,13 +162,38 @@ def _one_at_a_time(
     return histories, {"epoch": epochs or spec.epochs, "members": states}
 
 
-def _synced_clock(device_type: str) -> float:
-    """Now, once the device has finished what was queued (CUDA runs asynchronously)."""
-    if device_type == "cuda":
-        import torch
+def _train_alone(
+    spec: StudySpec,
+    config: TrialConfig,
+    *,
+    data_dir: str | None,
+    gpus: float,
+    threads: int | None,
+    device_type: str,
+) -> tuple[list[dict[str, Any]], float | None]:
+    """``config`` trained alone for two epochs (one if the spec has one): its rows, and the
+    wall time of the warm second epoch (training and evaluation; None with one epoch)."""
+    import torch
 
-        torch.cuda.synchronize()
-    return time.perf_counter()
+    from studies.trainable import run_trial
+
+    ends: list[float] = []
+
+    def clock(_metrics: Mapping[str, Any], _state: object) -> None:
+        if device_type == "cuda":  # CUDA runs asynchronously: time what it has finished
+            torch.cuda.synchronize()
+        ends.append(time.perf_counter())
+
+    rows = run_trial(
+        spec,
+        config,
+        data_dir=data_dir,
+        gpus=gpus,
+        threads=threads,
+        epochs=min(2, spec.epochs),
+        on_epoch=clock,
+    )
+    return rows, ends[1] - ends[0] if len(ends) > 1 else None
 
 
 def parity_members(spec: StudySpec) -> list[TrialConfig]:
@@ -195,25 +220,12 @@ def parity_check(
     """Train ``configs`` one epoch packed and two epochs each alone; compare their first
     epochs. The second epoch alone (warm: kernels chosen, caches filled) is timed: what one
     trial at a time gets from the device, the baseline of ``throughput.json``'s speed-up."""
-    from studies.trainable import run_trial
-
     together, _ = train_pack(spec, configs, data_dir=data_dir, gpus=gpus, threads=threads, epochs=1)
     tolerance = TOLERANCES["cuda" if device_type == "cuda" else "cpu"]
     members = []
     for config, rows in zip(configs, together, strict=True):
-        ends: list[float] = []
-
-        def timed(_metrics: Mapping[str, Any], _state: object, ends: list[float] = ends) -> None:
-            ends.append(_synced_clock(device_type))
-
-        alone = run_trial(
-            spec,
-            config,
-            data_dir=data_dir,
-            gpus=gpus,
-            threads=threads,
-            epochs=min(2, spec.epochs),
-            on_epoch=timed,
+        alone, warm_seconds = _train_alone(
+            spec, config, data_dir=data_dir, gpus=gpus, threads=threads, device_type=device_type
         )
         a, b = rows[0], alone[0]
         loss_rel = abs(a["train_loss"] - b["train_loss"]) / max(abs(b["train_loss"]), 1e-12)
@@ -232,8 +244,7 @@ def parity_check(
                 "train_loss_rel_diff": loss_rel,
                 "test_acc_abs_diff": acc_abs,
                 "ok": ok,
-                # the warm second epoch alone (train and evaluation), None with one epoch
-                "alone_epoch_seconds": ends[1] - ends[0] if len(ends) > 1 else None,
+                "alone_epoch_seconds": warm_seconds,
             }
         )
     return {

@@ -164,6 +164,7 @@ def throughput(
         wall = sum(epoch_times[int(row["epoch"]) - 1] for row in member)
         per_config[key] = len(member) * num_train / wall if wall else None
     train_wall = sum(epoch_times)
+    packed_all = images / train_wall if train_wall else None
     return {
         "format": THROUGHPUT_FORMAT,
         "version": FORMAT_VERSION,
@@ -176,20 +177,18 @@ def throughput(
         "epoch_seconds": list(epoch_times),
         "wall_seconds": dict(phases),
         "images_per_second": {
-            "all": images / train_wall if train_wall else None,
+            "all": packed_all,
             "per_configuration": per_config,
         },
         "gpu": dict(gpu),
-        **_one_at_a_time(
-            alone_epoch_seconds, num_train, images / train_wall if train_wall else None
-        ),
+        **_speedup_over_alone(alone_epoch_seconds, num_train, packed_all),
     }
 
 
-def _one_at_a_time(
+def _speedup_over_alone(
     epoch_seconds: Sequence[float], num_train: int, packed_all: float | None
 ) -> dict[str, Any]:
-    timed = [float(s) for s in epoch_seconds if s and s > 0]
+    timed = [float(s) for s in epoch_seconds if s > 0]
     if not timed:
         return {}
     alone = num_train / (sum(timed) / len(timed))

@@ -140,10 +140,6 @@ class Postgres:
             "-c", "full_page_writes=off",
             "-c", "shared_buffers=32MB", "-c", "max_connections=50",
         )  # fmt: skip
-        if os.geteuid() == 0:  # the log file is opened by us, written by the postgres user
-            self.log.touch()
-            owner = pwd.getpwnam(POSTGRES_SYSTEM_USER)
-            os.chown(self.log, owner.pw_uid, owner.pw_gid)
         self._process = supervise.spawn(command, log_path=self.log)
         supervise.wait_healthy(
             self._process,

@@ -32,9 +32,9 @@ def test_the_driver_of_a_recorded_study_parses_its_spec_once(
     for name in ("ROBUSTNESS_DATA_DIR", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # as the CLI records a study created by hand: no num_trials, so nothing reads the grid
-    # size but from a spec
-    record = tracking.store_for(uri).create_study(StudySpec.parse(TINY).to_dict())
+    # recorded as the service and `robustness run` record a study: with its grid size
+    spec = StudySpec.parse(TINY)
+    record = tracking.store_for(uri).create_study(spec.to_dict(), num_trials=spec.num_trials)
     assert presets.PRESETS  # the presets, parsed when their module is first imported
     spec_parses.clear()
 
@@ -42,8 +42,7 @@ def test_the_driver_of_a_recorded_study_parses_its_spec_once(
     assert main(["run", "--study-id", record.study_id, "--mlflow-uri", uri]) == 0
 
     assert tracking.store_for(uri).get_study(record.study_id).status == "succeeded"
-    # the dataset check, the runner, the callback and the summary share one StudySpec (the
-    # summary's grid size came from a second parse of the record before)
+    # the dataset check, the runner, the callback and the summary share one StudySpec
     assert spec_parses == ["model_validate"], spec_parses
 
 
