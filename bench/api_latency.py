@@ -57,8 +57,7 @@ def build_finished_study(uri: str) -> str:
     if marker.exists():
         return marker.read_text().strip()
     from studies import tracking
-    from studies.runner import trial_params
-    from studies.spec import StudySpec
+    from studies.spec import StudySpec, trial_params
 
     spec = StudySpec.parse(thousand_trial_spec())
     assert spec.num_trials == 1000, spec.num_trials
@@ -165,8 +164,8 @@ def main() -> int:
         shutil.copyfile(db, template)
     shutil.copyfile(template, db)
 
-    from service.local_ray import enable_token_auth
-    from service.process import ServiceProcess
+    from service.processes.local_ray import enable_token_auth
+    from service.processes.service_process import ServiceProcess
 
     enable_token_auth()  # the service's local head uses Ray's token auth: so does our client
     env = {

@@ -103,7 +103,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20, help="per client")
     args = parser.parse_args()
 
-    from service.process import ServiceProcess
+    from service.processes.service_process import ServiceProcess
 
     shutil.rmtree(HOME, ignore_errors=True)
     HOME.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""What packing buys: K configurations trained as one program (``studies.pack``) against one
+"""What packing buys: K configurations trained as one program (``studies.training.pack``) against one
 trial per process.
 
 1. Throughput. For each road in ``--roads`` (``layers``: one horizontally fused network;
@@ -70,7 +70,7 @@ def _subprocess_trial(spec: Any, *, threads: int, gpus: float) -> float:
     """Wall time of one trial in a fresh Python process, everything included."""
     code = (
         "import sys; from studies.spec import StudySpec, TrialConfig; "
-        "from studies.trainable import run_trial; "
+        "from studies.training.trial import run_trial; "
         "spec = StudySpec.parse(sys.argv[1]); "
         f"run_trial(spec, TrialConfig(optimizer='sgd', lr=0.01), threads={threads}, gpus={gpus})"
     )
@@ -83,8 +83,8 @@ def _subprocess_trial(spec: Any, *, threads: int, gpus: float) -> float:
 def throughput(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
     import torch
 
-    from studies.pack import run_pack
-    from studies.trainable import get_dataset, pick_device, run_trial
+    from studies.training.pack import run_pack
+    from studies.training.trial import get_dataset, pick_device, run_trial
 
     spec = _spec(
         args.dataset,
@@ -147,7 +147,8 @@ def throughput(args: argparse.Namespace, model: str) -> list[dict[str, Any]]:
 
 
 def study(args: argparse.Namespace) -> dict[str, Any]:
-    from studies import runner, tracking
+    from studies import tracking
+    from studies.runner import driver
     from studies.spec import StudySpec
 
     seeds = max(1, math.ceil(args.study_configs / 12))
@@ -172,7 +173,7 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         started = time.perf_counter()
-        record = runner.run_spec(spec, tracking_uri=uri, storage_path=home / "ray_results")
+        record = driver.run_spec(spec, tracking_uri=uri, storage_path=home / "ray_results")
         wall = time.perf_counter() - started
         trials = tracking.store_for(uri).load_trials(record.study_id)
         out[str(pack_size)] = wall
@@ -214,7 +215,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=None)
-    # the two roads of a pack (studies.pack): fused layers (the default) and torch.func.vmap
+    # the two roads of a pack (studies.training.pack): fused layers (the default) and torch.func.vmap
     parser.add_argument("--roads", nargs="+", default=["layers", "vmap"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gpus", type=float, default=0.0)

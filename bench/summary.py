@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from studies.analysis.summary import StudySummary, summarize
+from studies.analysis.tables import format_table
 from studies.results import TrialRecord
-from studies.summary import StudySummary, summarize
-from studies.tables import format_table
 
 OPTIMIZERS = ("radam", "adam", "adamw", "sgd")
 SEEDS = 5
@@ -85,7 +85,8 @@ def timed(label: str, fn: Callable[[], object], *, repeat: int = 5) -> object:
 
 
 def bench_tracking(trials: list[TrialRecord], epochs: int) -> None:
-    from studies import report, tracking
+    from studies import tracking
+    from studies.analysis import report
 
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
@@ -168,7 +169,7 @@ def main() -> None:
     timed("summary JSON round trip (cache read)", lambda: StudySummary.from_json(text))
     timed("format_table()", lambda: format_table(summary))
     with tempfile.TemporaryDirectory() as tmp:
-        from studies.figures import write_figures
+        from studies.analysis.figures import write_figures
 
         timed("write_figures() (png + svg)", lambda: write_figures(summary, Path(tmp)), repeat=1)
         write_figures(summary, Path("/tmp/bench_figs"))

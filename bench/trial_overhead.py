@@ -25,7 +25,8 @@ from pathlib import Path
 
 
 def fixed_cost(trial_counts: list[int]) -> None:
-    from studies import runner, tracking
+    from studies import tracking
+    from studies.runner import driver
     from studies.spec import StudySpec
 
     home = Path(tempfile.mkdtemp(prefix="trial-overhead-"))
@@ -47,7 +48,7 @@ def fixed_cost(trial_counts: list[int]) -> None:
             }
         )
         started = time.perf_counter()
-        record = runner.run_spec(spec, tracking_uri=uri, storage_path=home / "ray_results")
+        record = driver.run_spec(spec, tracking_uri=uri, storage_path=home / "ray_results")
         wall = time.perf_counter() - started
         trials = tracking.store_for(uri).load_trials(record.study_id)
         own = sum(t.train_seconds or 0.0 for t in trials)
@@ -70,10 +71,10 @@ def throughput(*, images: int, threads: int, epochs: int) -> None:
     from torch import nn
 
     from radam.factory import make_optimizer
-    from studies.data import batches
-    from studies.models import build_model
     from studies.spec import StudySpec, TrialConfig
-    from studies.trainable import get_dataset, run_trial
+    from studies.training.trial import get_dataset, run_trial
+    from studies.workloads.loading import batches
+    from studies.workloads.models import build_model
 
     torch.set_num_threads(threads)
     spec = StudySpec.parse(

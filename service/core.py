@@ -51,7 +51,9 @@ from service.read_cache import ReadCache
 from service.schemas import FigureFormat, FigureName
 from service.settings import Settings
 from service.views import StudyView, figure_part
-from studies import data_sources, figures, report, tracking
+from studies import tracking
+from studies.analysis import figures, report
+from studies.analysis.summary import StudySummary
 from studies.errors import (
     ClusterError,
     DatasetUnavailableError,
@@ -67,8 +69,8 @@ from studies.status import (
     StudyStatus,
     TrialStatus,
 )
-from studies.summary import StudySummary
 from studies.tracking import StudyStore
+from studies.workloads import sources
 
 log = logging.getLogger("service")
 
@@ -114,7 +116,7 @@ class StudyService(StudyLifecycle):
         study's driver checks it before any trial starts (``robustness run --study-id``)."""
         if not self.settings.embedded:
             return
-        where = data_sources.locate(spec.dataset, data_dir=self.settings.resolved_data_dir)
+        where = sources.locate(spec.dataset, data_dir=self.settings.resolved_data_dir)
         if not where.found:
             raise DatasetUnavailableError(where.hint)
 

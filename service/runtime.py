@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from service.core import StudyService
 from service.jobs import StudyJobs
-from service.local_ray import LocalRayHead
-from service.mlflow_ui import MlflowUi
+from service.processes.local_ray import LocalRayHead
+from service.processes.mlflow_ui import MlflowUi
 from service.reconciler import Reconciler
 from service.settings import Settings
 from studies import paths, tracking

@@ -85,7 +85,7 @@ _RAW_PRESETS: dict[str, dict[str, Any]] = {
         "image_size": 16,
         "weight_decay": 1e-4,
         "resources_per_trial": {"cpu": 1, "gpu": 0},
-        "pack_size": "auto",  # the configurations in one pack per core (studies.pack)
+        "pack_size": "auto",  # the configurations in one pack per core (studies.training.pack)
     },
 }
 

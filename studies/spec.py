@@ -44,7 +44,7 @@ ModelName = Literal["resnet20", "cnn", "mlp"]
 WarmupKind = Literal["none", "linear", "untuned_linear", "untuned_exponential"]
 
 # The names as tuples, from the Literals above. They are repeated here rather than imported
-# from radam.factory, studies.data and studies.models so that validating a spec (the service
+# from radam.factory, studies.workloads.loading and studies.workloads.models so that validating a spec (the service
 # does it per request) never imports torch; a test checks that the two agree.
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 DATASETS: tuple[str, ...] = get_args(DatasetName)
@@ -218,7 +218,7 @@ class StudySpec(_Strict):
     resources_per_trial: Resources = Field(default_factory=Resources)
     max_concurrent_trials: int | None = Field(default=None, ge=1)  # None: as resources allow
     max_failures: int = Field(default=1, ge=0)  # retries of a crashed trial (not a diverged one)
-    # Grid points trained as one program in one Tune trial (studies.pack): 1, one trial per
+    # Grid points trained as one program in one Tune trial (studies.training.pack): 1, one trial per
     # point; "auto", as many as help (the runner decides from the cluster). Grid search only.
     pack_size: int | Literal["auto"] = 1
 

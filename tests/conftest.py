@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from studies import data_sources
+from studies.workloads import sources
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_CIFAR = REPO_ROOT / data_sources.SHARED_CIFAR_TAR
+SHARED_CIFAR = REPO_ROOT / sources.SHARED_CIFAR_TAR
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     env = os.environ.get("ROBUSTNESS_DATA_DIR")
     data_dir = Path(env) if env else REPO_ROOT / ".robustness" / "data"
-    if not SHARED_CIFAR.is_file() or data_sources.locate("cifar10", data_dir=data_dir).found:
+    if not SHARED_CIFAR.is_file() or sources.locate("cifar10", data_dir=data_dir).found:
         return
     print(f"\nimporting CIFAR-10 for the tests: {SHARED_CIFAR} -> {data_dir / 'cifar10'}")
-    data_sources.import_archive("cifar10", SHARED_CIFAR, data_dir=data_dir)
+    sources.import_archive("cifar10", SHARED_CIFAR, data_dir=data_dir)
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ import argparse
 import sys
 from typing import Any
 
-from studies import data_sources
-from studies.data_sources import DATASETS
 from studies.errors import DatasetNotFoundError
+from studies.workloads import sources
+from studies.workloads.sources import DATASETS
 
 
 def register(subparsers: Any) -> None:
@@ -58,7 +58,7 @@ def _say(text: str) -> None:
 def run_status(args: argparse.Namespace) -> int:
     missing = 0
     for name in args.names or DATASETS:  # an unknown name is a SpecError: exit 2
-        where = data_sources.locate(name, data_dir=args.data_dir)
+        where = sources.locate(name, data_dir=args.data_dir)
         missing += not where.found
         print(where.describe())
     return 1 if missing else 0
@@ -66,7 +66,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_fetch(args: argparse.Namespace) -> int:
     try:
-        where = data_sources.fetch(
+        where = sources.fetch(
             args.name,
             data_dir=args.data_dir,
             download=False if args.no_download else None,
@@ -81,7 +81,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    where = data_sources.import_archive(
+    where = sources.import_archive(
         args.name, args.archive, data_dir=args.data_dir, replace=args.replace, say=_say
     )
     print(where.describe())

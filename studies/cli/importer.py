@@ -51,8 +51,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studies.importer import import_outdir
-    from studies.report import format_table, load_summary, report_dir
+    from studies.analysis.report import format_table, load_summary, report_dir
+    from studies.offline.importer import import_outdir
 
     tracking_uri = args.tracking_uri or paths.mlflow_uri()
     study, offline = import_outdir(
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     summary = load_summary(study.study_id, tracking_uri=tracking_uri)
     print(format_table(summary))
     if args.write_record is not None:
-        from studies.resultdoc import write_record
+        from studies.offline.resultdoc import write_record
 
         written = write_record(
             summary,

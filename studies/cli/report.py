@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from studies import paths
-from studies.report import build_report, format_cells_csv, format_table, report_dir
+from studies.analysis.report import build_report, format_cells_csv, format_table, report_dir
 
 FORMATS: tuple[str, ...] = ("table", "json", "csv")
 

@@ -28,12 +28,13 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from studies import data_sources, paths
+from studies import paths
 from studies.admission import check_trials
 from studies.errors import DatasetNotFoundError, SpecError
 from studies.presets import DEFAULT_PRESET, PRESETS, apply_overrides, get_preset, parse_override
 from studies.results import StudyRecord
 from studies.spec import StudySpec
+from studies.workloads import sources
 
 
 def register(subparsers: Any) -> None:
@@ -159,19 +160,19 @@ def run(args: argparse.Namespace) -> int:
             return 0
         print(f"study {spec.name}: {spec.num_trials} trials", file=sys.stderr)
         # a study that cannot run is refused before Ray starts or anything is recorded
-        data_sources.fetch(spec.dataset, data_dir=args.data_dir, install_package=False, say=_say)
+        sources.fetch(spec.dataset, data_dir=args.data_dir, install_package=False, say=_say)
     else:
         # parsed once here, and handed on to the runner (a spec is parsed once per process)
         spec = _driver_spec(args.study_id, tracking_uri=tracking_uri, data_dir=args.data_dir)
         if spec is None:
             return 1
 
-    from studies import runner  # Ray and torch: only once there is something to run
+    from studies.runner import driver  # Ray and torch: only once there is something to run
 
     line = ProgressLine()
     try:
         if args.study_id is not None:
-            record = runner.run_study(
+            record = driver.run_study(
                 args.study_id,
                 spec=spec,
                 tracking_uri=tracking_uri,
@@ -182,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
                 data_dir=args.data_dir,
             )
         else:
-            record = runner.run_spec(
+            record = driver.run_spec(
                 spec,
                 tracking_uri=tracking_uri,
                 ray_address=args.ray_address,
@@ -209,7 +210,7 @@ def _driver_spec(study_id: str, *, tracking_uri: str, data_dir: str | None) -> S
     store = tracking.store_for(tracking_uri)
     spec = StudySpec.parse(store.load_spec(study_id))  # admitted when it was created
     try:
-        data_sources.require(spec.dataset, data_dir=data_dir)
+        sources.require(spec.dataset, data_dir=data_dir)
     except DatasetNotFoundError as exc:
         store.set_study_status(study_id, "failed", error=str(exc))
         print(f"study {study_id} failed: {exc}", file=sys.stderr)
@@ -219,7 +220,7 @@ def _driver_spec(study_id: str, *, tracking_uri: str, data_dir: str | None) -> S
 
 def print_outcome(record: StudyRecord, *, tracking_uri: str) -> None:
     if record.status == "succeeded":
-        from studies.report import format_table, load_summary
+        from studies.analysis.report import format_table, load_summary
 
         # The same table as `robustness report`: the answer the study exists for.
         print(format_table(load_summary(record.study_id, tracking_uri=tracking_uri)))

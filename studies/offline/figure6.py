@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         print("figure6: torch sees no CUDA device: training on the CPU", file=sys.stderr)
     import torch
 
-    from studies.trainable import get_dataset
+    from studies.training.trial import get_dataset
 
     ds = get_dataset(spec, data_dir=str(data_dir), device=torch.device(device_type))
     phases["data"] = time.monotonic() - t0

@@ -1,9 +1,9 @@
 """Training a pack of configurations, and the check that packing changes nothing.
 
 ``train_pack`` is the one seam between the offline commands and the pack runner
-(``studies.pack.run_pack``, issue "Packed trials"): every configuration of the pack trains as
+(``studies.training.pack.run_pack``, issue "Packed trials"): every configuration of the pack trains as
 one program on one device. While that module (or ``radam.packed``, which it needs) is not in the tree, it falls back to training the
-configurations one after another with ``studies.trainable.run_trial`` (epoch by epoch, so the
+configurations one after another with ``studies.training.trial.run_trial`` (epoch by epoch, so the
 per-epoch callback sees every member as it would in a pack) and says so: ``packed()`` is false
 and the results record ``"packed": false`` (``packed()``). That fallback exists for plumbing on a branch
 without the pack runner, not for a GPU run.
@@ -25,7 +25,7 @@ from typing import Any
 from studies.spec import StudySpec, TrialConfig
 
 #: The modules the pack runner is made of: while one is absent, the fallback trains.
-PACK_MODULES: frozenset[str] = frozenset({"studies.pack", "radam.packed"})
+PACK_MODULES: frozenset[str] = frozenset({"studies.training.pack", "radam.packed"})
 
 Rows = list[dict[str, Any]]
 OnEpoch = Callable[[list[dict[str, Any] | None]], None]
@@ -43,10 +43,10 @@ TOLERANCES: dict[str, dict[str, float]] = {
 
 @functools.cache
 def pack_runner() -> Callable[..., list[Rows]] | None:
-    """``studies.pack.run_pack``, or None while it (or ``radam.packed``, which it needs) is not
+    """``studies.training.pack.run_pack``, or None while it (or ``radam.packed``, which it needs) is not
     in the tree. Any other import error is a bug and propagates."""
     try:
-        from studies.pack import run_pack  # type: ignore[import-not-found,unused-ignore]
+        from studies.training.pack import run_pack  # type: ignore[import-not-found,unused-ignore]
     except ModuleNotFoundError as exc:
         if exc.name in PACK_MODULES:
             return None
@@ -72,7 +72,7 @@ def train_pack(
     on_epoch: OnEpoch | None = None,
 ) -> tuple[list[Rows], dict[str, Any] | None]:
     """Train ``configs`` of ``spec`` as one pack up to ``epochs``; return each member's
-    per-epoch rows (``studies.trainable.EPOCH_KEYS``) and the pack's state after the last
+    per-epoch rows (``studies.training.trial.EPOCH_KEYS``) and the pack's state after the last
     epoch (for ``resume_from``)."""
     run_pack = pack_runner()
     if run_pack is not None:
@@ -118,10 +118,10 @@ def _one_at_a_time(
     resume_from: Mapping[str, Any] | None,
     on_epoch: OnEpoch | None,
 ) -> tuple[list[Rows], dict[str, Any] | None]:
-    from studies.trainable import run_trial
+    from studies.training.trial import run_trial
 
     print(
-        "packing: studies.pack is not in this tree; training the configurations one at a "
+        "packing: studies.training.pack is not in this tree; training the configurations one at a "
         "time (results say packed: false)",
         file=sys.stderr,
     )
@@ -175,7 +175,7 @@ def _train_alone(
     wall time of the warm second epoch (training and evaluation; None with one epoch)."""
     import torch
 
-    from studies.trainable import run_trial
+    from studies.training.trial import run_trial
 
     ends: list[float] = []
 

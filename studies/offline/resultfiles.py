@@ -80,7 +80,7 @@ class OfflineRun:
 
 
 def history_of(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
-    """Per-epoch metric rows (``studies.trainable.EPOCH_KEYS``) as a record's curves."""
+    """Per-epoch metric rows (``studies.training.trial.EPOCH_KEYS``) as a record's curves."""
     return {name: [float(row[name]) for row in rows] for name in EPOCH_METRICS}
 
 

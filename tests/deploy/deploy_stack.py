@@ -12,7 +12,7 @@
 - ``RayCluster``: a Ray head (no trials) and workers as ``ray start --block`` processes on a
   loopback address with token auth.
 
-All are context managers that start, poll and stop their processes with ``service.supervise``
+All are context managers that start, poll and stop their processes with ``service.processes.supervise``
 (the service's own helper: each in a session of its own, stopped by its pid and its group),
 stop only what they started, and remove their files.
 ``postgres_bin()`` says why Postgres cannot run here, for a clear skip.
@@ -36,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from service import supervise
+from service.processes import supervise
 from studies.errors import TrackingError
 
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
@@ -128,7 +128,7 @@ class Postgres:
             timeout=120,
         )  # fmt: skip
         pwfile.unlink()
-        # The server in the foreground as our child (service.supervise), not daemonised by
+        # The server in the foreground as our child (service.processes.supervise), not daemonised by
         # pg_ctl: one way to start, poll and stop every process the tests run.
         command = self._as_owner(
             self.bin / "postgres",
@@ -244,7 +244,7 @@ class MlflowServer:
             "MLFLOW_ARTIFACTS_DESTINATION": str(self.artifacts),
             "MLFLOW_SERVER_ALLOWED_HOSTS": self.allowed_hosts,
         }
-        # service.supervise: its own session, so the group is the server and its workers
+        # service.processes.supervise: its own session, so the group is the server and its workers
         self._process = supervise.spawn(command, env=env, log_path=self.log)
         try:
             supervise.wait_healthy(

@@ -53,7 +53,7 @@ print(json.dumps(str(status.value)))
 def api(
     ray_cluster: RayCluster, mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    from service.process import ServiceProcess
+    from service.processes.service_process import ServiceProcess
 
     home = tmp_path_factory.mktemp("api-home")
     env = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.process import ServiceProcess
+from service.processes.service_process import ServiceProcess
 
 
 @pytest.fixture(scope="module")

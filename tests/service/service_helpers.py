@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from service import supervise
-from service.process import ServiceProcess
+from service.processes import supervise
+from service.processes.service_process import ServiceProcess
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

@@ -26,7 +26,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from service_helpers import digits_spec, service_env, start_service, wait_for
 
-from service.process import ServiceProcess
+from service.processes.service_process import ServiceProcess
 from studies import tracking
 
 pytestmark = pytest.mark.slow
@@ -163,7 +163,7 @@ def test_mlflow_links_show_the_trial_runs(home: Path, finished: dict[str, Any]) 
     from browser import browser, dump_dom
 
     from service.links import study_links
-    from service.mlflow_ui import MlflowUi
+    from service.processes.mlflow_ui import MlflowUi
 
     browser()
     uri = f"sqlite:///{home / 'mlflow.db'}"

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from browser import browser, dump_dom
 
 from service.app import create_app
-from service.local_ray import free_port
+from service.processes.local_ray import free_port
 from service.settings import Settings
 
 

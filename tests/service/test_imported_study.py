@@ -15,9 +15,9 @@ import httpx
 import pytest
 from service_helpers import start_service
 
-from service.process import ServiceProcess
-from studies.importer import import_outdir
+from service.processes.service_process import ServiceProcess
 from studies.offline import figure6 as offline_figure6
+from studies.offline.importer import import_outdir
 
 pytestmark = pytest.mark.slow  # a service with its own Ray head, as the other service tests
 

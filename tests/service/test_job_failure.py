@@ -28,7 +28,7 @@ import httpx
 import pytest
 from service_helpers import TERMINAL, digits_spec, start_service, wait_for
 
-from service.process import ServiceProcess
+from service.processes.service_process import ServiceProcess
 from studies import tracking
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def service(home: Path) -> Iterator[ServiceProcess]:
     # Jobs client in this process needs it too. Undone afterwards for the tests that follow.
     had_auth_mode = os.environ.get("RAY_AUTH_MODE")
     try:
-        from service.local_ray import enable_token_auth
+        from service.processes.local_ray import enable_token_auth
 
         enable_token_auth()
         yield process

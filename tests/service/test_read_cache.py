@@ -24,7 +24,7 @@ import httpx
 import pytest
 from service_helpers import digits_spec, start_service, wait_for
 
-from service.process import ServiceProcess
+from service.processes.service_process import ServiceProcess
 from service.read_cache import ReadCache
 from studies.errors import StudyNotFoundError
 from studies.results import StudyRecord

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from service_helpers import digits_spec, start_service, wait_for, wait_progress
 
-from service import supervise
+from service.processes import supervise
 
 pytestmark = pytest.mark.slow
 

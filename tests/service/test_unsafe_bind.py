@@ -13,7 +13,7 @@ import httpx
 import pytest
 from service_helpers import digits_spec, service_env
 
-from service.process import ServiceProcess
+from service.processes.service_process import ServiceProcess
 
 pytestmark = pytest.mark.slow
 

@@ -157,8 +157,8 @@ def test_spec_names_agree_with_the_modules_that_implement_them() -> None:
     from radam.factory import OPTIMIZERS
     from radam.schedules import WARMUPS
     from studies import spec
-    from studies.data import DATASETS
-    from studies.models import MODELS
+    from studies.workloads.loading import DATASETS
+    from studies.workloads.models import MODELS
 
     assert spec.OPTIMIZERS == OPTIMIZERS
     assert spec.WARMUPS == WARMUPS

@@ -1,0 +1,54 @@
+"""A pack as a Ray Tune function trainable, without importing Ray: ``train_pack(config,
+session=...)`` runs ``studies.training.pack.run_pack`` on a Tune config and reports each epoch
+through a ``PackSession`` (``studies.runner.driver`` supplies Tune's); ``pack_result`` is the one
+result per pack epoch that the runner's recording callback reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from studies.spec import StudySpec, TrialConfig
+from studies.training.pack import PackState, run_pack
+
+
+class PackSession(Protocol):
+    """How a pack reports and finds its last checkpoint (Ray Tune's, in the runner)."""
+
+    def report(self, rows: list[dict[str, Any] | None], state: PackState) -> None: ...
+
+    def restore(self) -> dict[str, Any] | None: ...
+
+
+def pack_result(rows: Sequence[dict[str, Any] | None], state: PackState) -> dict[str, Any]:
+    """One Tune result for a pack's epoch: ``members`` holds, per member, its key, status
+    (running/finished/diverged/failed), error and this epoch's row (None: no row, it had
+    stopped); ``objective`` is the best member's, what a grid's best-trial pick reads."""
+    members = [
+        {"key": m.config.key, "status": m.status, "error": m.error, "row": row}
+        for m, row in zip(state.members, rows, strict=True)
+    ]
+    objectives = [row["objective"] for row in rows if row is not None]
+    return {
+        "epoch": state.epoch,
+        "objective": max(objectives, default=0.0),
+        "members": members,
+    }
+
+
+def train_pack(config: Mapping[str, Any], *, session: PackSession | None = None) -> None:
+    """Run the pack of a Tune ``config`` (``spec``: the study's JSON dict; ``pack``: the
+    members' ``TrialConfig`` dicts; ``data_dir``), reporting each epoch through ``session``
+    and resuming from its last checkpoint."""
+    spec = StudySpec.from_json_cached(config["spec"])  # admitted on entry
+    configs = [TrialConfig.model_validate(c) for c in config["pack"]]
+    resources = spec.resources_per_trial
+    run_pack(
+        spec,
+        configs,
+        data_dir=config.get("data_dir"),
+        threads=max(1, int(resources.cpu)),
+        gpus=resources.gpu,
+        resume_from=session.restore() if session is not None else None,
+        on_epoch=session.report if session is not None else None,
+    )

@@ -1,0 +1,414 @@
+"""One trial: train a model with one optimizer, learning rate, warmup and seed; evaluate on the
+test set after every epoch.
+
+What it claims (checked in tests/studies/training/test_trial.py):
+
+- Everything is seeded from the trial's seed: the model's initialisation, the batch order and
+  the augmentation (one ``torch.Generator``), Python's and numpy's RNGs. Two runs of a trial
+  on the same device give the same curve; a run resumed from a checkpoint gives the same
+  curve as an uninterrupted one.
+- The optimizer comes from ``radam.factory.make_optimizer`` (the one factory shared with the
+  optimizer package) and the learning rate follows ``radam.schedules.lr_lambda`` (warmup x
+  step decay), stepped once per iteration.
+- After each epoch ``on_epoch(metrics, state)`` is called with ``EPOCH_KEYS`` and the trial's
+  full state (model, optimizer, scheduler, RNGs, epoch), which the runner turns into a Ray Tune
+  report and checkpoint; ``resume_from`` restarts from such a state after its epoch.
+- A batch loss that goes non-finite, or above ``spec.divergence_loss`` (1e4 nats by default:
+  ReLU networks driven by a huge learning rate, e.g. Adam at lr 10, blow up to losses of 1e6
+  and more, then die with finite losses, never NaN), stops the trial at once (checked every
+  iteration on the CPU, every ``DIVERGENCE_CHECK_EVERY`` iterations on a GPU, where each check
+  waits for the device): the last report carries ``diverged=True``, ``train_loss`` the mean
+  of the epoch's losses so far, and ``test_acc``/``test_loss`` NaN (not evaluated);
+  ``objective`` keeps the last finite test accuracy (0 if none), the accuracy the trial had.
+  That is data, not an error.
+- On a GPU: bf16 autocast and channels_last; on the CPU: ``torch.set_num_threads(threads)``.
+
+The Tune function trainable ``train_trial(config, session=...)`` is built on the plain
+``run_trial(...)``; ``studies.runner.driver`` (the only module that imports ``ray.tune``) supplies the
+session that reports and checkpoints through Ray Tune.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from studies.spec import StudySpec, TrialConfig
+from studies.workloads.loading import Dataset, batches, load_dataset, steps_per_epoch
+
+#: What every per-epoch report holds.
+EPOCH_KEYS: tuple[str, ...] = (
+    "epoch",  # 1-based, the MLflow step
+    "train_loss",  # mean over the epoch's iterations
+    "test_loss",
+    "test_acc",  # fraction in [0, 1]
+    "lr",  # the lr of the epoch's last iteration
+    "diverged",
+    "objective",  # test_acc, or the last finite one for a diverged trial: what searches maximise
+    "node",
+    "train_seconds",  # the trial's own time in training and evaluation, all epochs so far
+)
+
+DIVERGENCE_CHECK_EVERY = 10  # iterations between loss checks on a GPU (each one syncs)
+EVAL_BATCH_SIZE = 1000  # test examples per forward pass
+
+# Datasets loaded by this process, so a reused Ray actor does not load them again.
+_DATASETS: dict[tuple[str, int | None, int | None, str, str], Dataset] = {}
+
+OnEpoch = Callable[[dict[str, Any], "TrialState"], None]
+
+
+@dataclasses.dataclass
+class TrialState:
+    """Everything a trial needs to continue after ``epoch`` (1-based, 0 before the first)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    generator: torch.Generator
+    epoch: int = 0
+    train_seconds: float = 0.0
+    best_finite_acc: float | None = None
+    last_finite_acc: float | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+            "numpy_rng": np.random.get_state(),
+            "epoch": self.epoch,
+            "train_seconds": self.train_seconds,
+            "last_finite_acc": self.last_finite_acc,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        np.random.set_state(state["numpy_rng"])
+        self.epoch = int(state["epoch"])
+        self.train_seconds = float(state["train_seconds"])
+        self.last_finite_acc = state["last_finite_acc"]
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        path = Path(directory) / "trial_state.pt"
+        torch.save(self.state_dict(), path)
+        return path
+
+    @staticmethod
+    def read(directory: str | os.PathLike[str]) -> dict[str, Any]:
+        # weights_only=False: the state holds Python's and numpy's RNG tuples; the file is
+        # one this trial wrote into its own Tune storage.
+        state: dict[str, Any] = torch.load(
+            Path(directory) / "trial_state.pt", map_location="cpu", weights_only=False
+        )
+        return state
+
+
+class TrialSession(Protocol):
+    """How a trial reports and finds its last checkpoint (Ray Tune's, in the runner)."""
+
+    def report(self, metrics: dict[str, Any], state: TrialState) -> None: ...
+
+    def restore(self) -> dict[str, Any] | None: ...
+
+
+def node_name() -> str:
+    """``<ip> (<hostname>)``: where a trial ran."""
+    try:
+        import ray.util
+
+        ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    except Exception:  # outside Ray
+        ip = "127.0.0.1"
+    return f"{ip} ({socket.gethostname()})"
+
+
+def pick_device(gpus: float) -> torch.device:
+    """CUDA when the trial was given a GPU (any fraction) and one is visible, else the CPU."""
+    if gpus > 0 and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def get_dataset(spec: StudySpec, *, data_dir: str | None, device: torch.device) -> Dataset:
+    """The spec's dataset (resized to ``image_size`` when the spec says), loaded once per
+    process; its augmentation and test subset (the first ``test_subset`` examples) set by
+    the spec."""
+    key = (spec.dataset, spec.train_subset, spec.image_size, str(data_dir), str(device))
+    if key not in _DATASETS:
+        _DATASETS[key] = load_dataset(
+            spec.dataset,
+            data_dir=data_dir,
+            train_subset=spec.train_subset,
+            image_size=spec.image_size,
+            device=device,
+        )
+    ds = _DATASETS[key]
+    if ds.augment != spec.augment:
+        ds = dataclasses.replace(ds, augment=spec.augment)
+    if spec.test_subset is not None and spec.test_subset < ds.num_test:
+        n = spec.test_subset  # views, no copy
+        ds = dataclasses.replace(ds, test_x=ds.test_x[:n], test_y=ds.test_y[:n])
+    return ds
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def init_model(
+    spec: StudySpec,
+    trial: TrialConfig,
+    ds: Dataset,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> tuple[nn.Module, torch.Generator]:
+    """The trial's network, initialised from its seed, and the generator of its batch order and
+    augmentation (seeded alike): what ``build_state`` and the pack runner (``studies.training.pack``)
+    share, so that a packed member starts exactly where its own trial would."""
+    from studies.workloads.models import build_model
+
+    generator = seed_everything(trial.seed)
+    model = build_model(
+        spec.model,
+        num_classes=ds.num_classes,
+        in_channels=ds.in_channels,
+        image_size=ds.image_size,
+    ).to(device=device, dtype=dtype)
+    return model, generator
+
+
+def trial_schedule(spec: StudySpec, trial: TrialConfig, ds: Dataset) -> Callable[[int], float]:
+    """The trial's lr factor per iteration (warmup x step decay), for ``LambdaLR``."""
+    from radam.schedules import lr_lambda
+
+    return lr_lambda(
+        warmup=trial.warmup,
+        warmup_steps=trial.warmup_steps,
+        base_lr=trial.lr,
+        beta2=spec.betas[1],
+        steps_per_epoch=steps_per_epoch(ds, spec.batch_size),
+        milestones=spec.lr_milestones,
+        gamma=spec.lr_gamma,
+    )
+
+
+def build_state(
+    spec: StudySpec,
+    trial: TrialConfig,
+    ds: Dataset,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> TrialState:
+    from radam.factory import make_optimizer
+
+    model, generator = init_model(spec, trial, ds, device=device, dtype=dtype)
+    if device.type == "cuda" and ds.train_x.dim() == 4:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(
+        trial.optimizer,
+        model.parameters(),
+        lr=trial.lr,
+        weight_decay=spec.weight_decay,
+        momentum=spec.momentum,
+        betas=spec.betas,
+        eps=spec.eps,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, trial_schedule(spec, trial, ds))
+    return TrialState(model, optimizer, scheduler, generator)
+
+
+def cast_dataset(ds: Dataset, dtype: torch.dtype | None) -> Dataset:
+    """``ds`` with its images in ``dtype`` (None: as loaded, float32). float64 is for checks
+    of exactness (a pack against its members' own trials), not for studies."""
+    if dtype is None or ds.train_x.dtype == dtype:
+        return ds
+    return dataclasses.replace(ds, train_x=ds.train_x.to(dtype), test_x=ds.test_x.to(dtype))
+
+
+def evaluate(model: nn.Module, ds: Dataset, *, device: torch.device) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy as a fraction) on the whole test set."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    with torch.inference_mode(), autocast_for(device):
+        for x, y in batches(ds, batch_size=EVAL_BATCH_SIZE, train=False):
+            logits = as_float(model(_layout(x, device)))
+            loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(dim=1) == y).sum()
+    n = ds.num_test
+    return float(loss_sum.item()) / n, int(correct.item()) / n
+
+
+def run_trial(
+    spec: StudySpec,
+    trial: TrialConfig,
+    *,
+    data_dir: str | None = None,
+    threads: int | None = None,  # CPU threads for torch; None: leave torch's setting
+    gpus: float = 0.0,  # the trial's share of a GPU; > 0 trains on CUDA when there is one
+    resume_from: Mapping[str, Any] | None = None,
+    on_epoch: OnEpoch | None = None,
+    epochs: int | None = None,  # stop after this epoch (default: spec.epochs)
+    dtype: torch.dtype | None = None,  # parameters and images; None: float32
+) -> list[dict[str, Any]]:
+    """Train ``trial`` of ``spec``; return the per-epoch metrics (``EPOCH_KEYS``) of the epochs
+    run here (after ``resume_from``'s epoch). Stops early, at once, when the loss diverges."""
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+    device = pick_device(gpus)
+    ds = cast_dataset(get_dataset(spec, data_dir=data_dir, device=device), dtype)
+    state = build_state(spec, trial, ds, device=device, dtype=dtype)
+    if resume_from is not None:
+        state.load_state_dict(resume_from)
+    node = node_name()
+    check_every = 1 if device.type == "cpu" else DIVERGENCE_CHECK_EVERY
+    history: list[dict[str, Any]] = []
+    for epoch in range(state.epoch + 1, (epochs or spec.epochs) + 1):
+        started = time.perf_counter()
+        train_loss, lr, diverged = _train_epoch(
+            state, ds, spec, device=device, check_every=check_every
+        )
+        if diverged:
+            test_loss, test_acc = math.nan, math.nan
+        else:
+            test_loss, test_acc = evaluate(state.model, ds, device=device)
+            if not math.isfinite(test_loss):  # finite training loss, exploding logits
+                diverged = True
+        if math.isfinite(test_acc):
+            state.last_finite_acc = test_acc
+        state.epoch = epoch
+        state.train_seconds += time.perf_counter() - started
+        metrics = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "lr": lr,
+            "diverged": diverged,
+            "objective": state.last_finite_acc if state.last_finite_acc is not None else 0.0,
+            "node": node,
+            "train_seconds": state.train_seconds,
+        }
+        history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(metrics, state)
+        if diverged:
+            break
+    return history
+
+
+def _train_epoch(
+    state: TrialState, ds: Dataset, spec: StudySpec, *, device: torch.device, check_every: int
+) -> tuple[float, float, bool]:
+    """One epoch; returns (mean training loss so far, the last lr, whether it diverged)."""
+    model, optimizer, scheduler = state.model, state.optimizer, state.scheduler
+    limit = spec.divergence_loss if spec.divergence_loss is not None else math.inf
+    model.train()
+    dtype = loss_dtype(ds)
+    loss_sum = torch.zeros((), device=device, dtype=dtype)
+    loss_max = torch.zeros((), device=device, dtype=dtype)  # NaN propagates
+    steps = 0
+    lr = float(optimizer.param_groups[0]["lr"])
+    for x, y in batches(ds, batch_size=spec.batch_size, generator=state.generator):
+        lr = float(optimizer.param_groups[0]["lr"])
+        with autocast_for(device):
+            loss = nn.functional.cross_entropy(as_float(model(_layout(x, device))), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        scheduler.step()
+        detached = loss.detach()
+        loss_sum += detached
+        loss_max = torch.maximum(loss_max, detached)
+        steps += 1
+        if steps % check_every == 0:
+            worst = float(loss_max.item())
+            if not math.isfinite(worst) or worst > limit:
+                return float(loss_sum.item()) / steps, lr, True
+    worst = float(loss_max.item())
+    mean = float(loss_sum.item()) / max(steps, 1)
+    return mean, lr, not math.isfinite(worst) or worst > limit
+
+
+def as_float(logits: torch.Tensor) -> torch.Tensor:
+    """bf16 logits (autocast) to float32 for the loss; float32 and float64 ones as they are."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
+def loss_dtype(ds: Dataset) -> torch.dtype:
+    """What losses are summed in: float64 for float64 images, else float32."""
+    return torch.float64 if ds.train_x.dtype == torch.float64 else torch.float32
+
+
+def autocast_for(device: torch.device) -> torch.autocast:
+    # bf16 on the GPU (no loss scaling needed); the CPU trains in fp32.
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda" and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+# --- the Tune function trainable ------------------------------------------------------------
+
+
+def trial_from_config(config: Mapping[str, Any], spec: StudySpec) -> TrialConfig:
+    """The grid point of a Tune config: ``config["trial"]`` for a grid, or Optuna's sampled
+    ``optimizer``/``lr``/``warmup``/``warmup_steps`` with the seed picked by Tune's Repeater
+    (``__trial_index__``)."""
+    if "trial" in config:
+        return TrialConfig.model_validate(config["trial"])
+    seed = spec.seeds[int(config.get("__trial_index__", 0)) % len(spec.seeds)]
+    return TrialConfig(
+        optimizer=config["optimizer"],
+        lr=float(config["lr"]),
+        warmup=config.get("warmup", "none"),
+        warmup_steps=int(config.get("warmup_steps", 0)),
+        seed=seed,
+    )
+
+
+def train_trial(config: Mapping[str, Any], *, session: TrialSession | None = None) -> None:
+    """Run the trial described by a Tune ``config`` (``spec``: the study's JSON dict; ``trial``
+    or Optuna's sampled values; ``data_dir``), reporting each epoch through ``session`` and
+    resuming from its last checkpoint."""
+    spec = StudySpec.from_json_cached(config["spec"])  # admitted on entry
+    trial = trial_from_config(config, spec)
+    resources = spec.resources_per_trial
+    resume_from = session.restore() if session is not None else None
+    run_trial(
+        spec,
+        trial,
+        data_dir=config.get("data_dir"),
+        threads=max(1, int(resources.cpu)),
+        gpus=resources.gpu,
+        resume_from=resume_from,
+        on_epoch=session.report if session is not None else None,
+    )
