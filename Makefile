@@ -32,9 +32,11 @@ test: $(STAMP)
 	scripts/test_deps.sh
 	$(PY) -m pytest -q
 
+# ruff, then the import contracts (pyproject.toml's [tool.importlinter]; docs/ARCHITECTURE.md)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -45,4 +47,4 @@ bench: $(STAMP)
 	$(PY) bench/optimizer_step.py
 
 clean:
-	rm -rf $(VENV) .robustness .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .robustness .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -29,7 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from studies.analysis.summary import StudySummary, summarize
+from studies.analysis.summarize import summarize
+from studies.analysis.summary import StudySummary
 from studies.analysis.tables import format_table
 from studies.results import TrialRecord
 

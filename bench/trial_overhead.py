@@ -73,7 +73,7 @@ def throughput(*, images: int, threads: int, epochs: int) -> None:
     from radam.factory import make_optimizer
     from studies.spec import StudySpec, TrialConfig
     from studies.training.trial import get_dataset, run_trial
-    from studies.workloads.loading import batches
+    from studies.workloads.batching import batches
     from studies.workloads.models import build_model
 
     torch.set_num_threads(threads)

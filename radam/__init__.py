@@ -2,6 +2,14 @@
 
 ``RAdam``, ``make_optimizer`` and ``OPTIMIZERS`` load on first use, so that importing the
 pure modules (``radam.schedules``, ``radam.theory``) does not import torch.
+
+Owns: ``optimizer`` (``RAdam``) over ``functional`` (its update as functions of tensor lists:
+reference, foreach, fused), ``factory`` (every optimizer a study names), ``packed``
+(``PackedOptimizer``: K members' optimizers stepped as one) over ``packed_kernels``,
+``schedules`` (warmup and step decay) and ``theory`` (the variance analysis).
+
+The bottom layer: imports torch, numpy, matplotlib (theory's figures), and nothing of
+``studies`` or ``service``, nor ray, mlflow, fastapi or optuna.
 """
 
 from __future__ import annotations

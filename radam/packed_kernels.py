@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from radam.optimizer import _fused_radam, _Hyper, rectification
+from radam.functional import Hyper, fused_radam, rectification
 
 __all__ = ["Bucket", "HyperKey", "Views", "plan", "update"]
 
@@ -237,7 +237,7 @@ def _fused_update(bucket: Bucket, views: Views, lr: float, lrs: Sequence[float])
     ms, vs = views("m", bucket), views("v", bucket)
     if h.name == "radam":
         # RAdam's own fused path (its few un-rectified steps through its foreach code).
-        hyper = _Hyper(
+        hyper = Hyper(
             lr=lr,
             beta1=h.beta1,
             beta2=h.beta2,
@@ -248,7 +248,7 @@ def _fused_update(bucket: Bucket, views: Views, lr: float, lrs: Sequence[float])
             degenerate_to_sgd=True,
             maximize=False,
         )
-        _fused_radam(ps, gs, ms, vs, step=float(t), hyper=hyper)
+        fused_radam(ps, gs, ms, vs, step=float(t), hyper=hyper)
         return
     # The kernel reads t from a tensor on the parameters' device; one serves all views.
     step = torch.full((), float(t), dtype=torch.float32, device=ps[0].device)

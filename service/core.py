@@ -17,9 +17,10 @@ jobs and fixes them:
 
 Nothing else is stored: a restarted service lists everything from the store.
 
-The reconciler's pass and the graceful suspend/unsuspend live in ``service.lifecycle``
-(``StudyLifecycle``, which ``StudyService`` inherits); ``StudyView`` and the routes' pure
-helpers in ``service.views``.
+``StudyService`` is three parts, one class: creating and cancelling here; the reads in
+``service.reads`` (``StudyReads``); the reconciler's pass and the graceful suspend/unsuspend
+in ``service.lifecycle`` (``StudyLifecycle``), which the reads build on. ``StudyView`` and the
+routes' pure helpers are in ``service.views``.
 
 Idempotency: a POST's ``Idempotency-Key`` determines the study id (a hash of the key), so a
 retried POST finds the study it created, across restarts, without a lookup table.
@@ -28,32 +29,19 @@ retried POST finds the study it created, across restarts, without a lookup table
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-import re
-import tempfile
 import threading
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-from service.errors import (
-    FigureNotAvailableError,
-    IdempotencyConflictError,
-    TooManyStudiesError,
-)
-from service.jobs import JobInfo, StudyJobs
-from service.lifecycle import LAUNCHER, StudyLifecycle
+from service.errors import IdempotencyConflictError, TooManyStudiesError
+from service.jobs import StudyJobs
+from service.lifecycle import LAUNCHER
 from service.read_cache import ReadCache
-from service.schemas import FigureFormat, FigureName
+from service.reads import StudyReads, check_study_id
 from service.settings import Settings
-from service.views import StudyView, figure_part
+from service.views import StudyView
 from studies import tracking
-from studies.analysis import figures, report
-from studies.analysis.summary import StudySummary
 from studies.errors import (
     ClusterError,
     DatasetUnavailableError,
@@ -74,21 +62,12 @@ from studies.workloads import sources
 
 log = logging.getLogger("service")
 
-_STUDY_ID = re.compile(r"^[0-9a-f]{8,64}$")  # ours are 32; the CLI's 12
-
 
 def study_id_for_key(idempotency_key: str) -> str:
     return hashlib.sha256(b"robustness-idempotency:" + idempotency_key.encode()).hexdigest()[:32]
 
 
-def check_study_id(study_id: str) -> None:
-    """Ids are hex (the service makes 32 digits, the CLI 12); anything else is unknown and
-    goes nowhere."""
-    if not _STUDY_ID.fullmatch(study_id):
-        raise StudyNotFoundError(f"no study has the id {study_id!r}")
-
-
-class StudyService(StudyLifecycle):
+class StudyService(StudyReads):
     def __init__(
         self, settings: Settings, *, jobs: StudyJobs, store: StudyStore | None = None
     ) -> None:
@@ -234,159 +213,6 @@ class StudyService(StudyLifecycle):
         except StudyNotFoundError:
             return None
 
-    # ---- read ---------------------------------------------------------------------------
-
-    def _record(self, study_id: str) -> StudyRecord:
-        """The record a read shows: a finished study's from memory (see service.read_cache)."""
-        return self.reads.record(study_id, self.store.get_study)
-
-    def _trials_of(self, record: StudyRecord) -> list[TrialRecord]:
-        study_id = record.study_id
-        return self.reads.part(record, "trials", lambda: list(self.store.load_trials(study_id)))
-
-    def get(self, study_id: str, *, with_trials: bool = True) -> StudyView:
-        check_study_id(study_id)
-        record = self._record(study_id)
-        view = self._view(record, self._job_of(record))
-        if not with_trials:
-            return view
-        trials = list(self._trials_of(record))
-        return StudyView(view.record, view.status, view.error, trials=trials)
-
-    def rendered(self, study_id: str, name: str, render: Callable[[StudyView], bytes]) -> bytes:
-        """``render(view)`` of the study with its trials: a finished study's once (the bytes
-        an HTTP route sends, kept as ``name``), an active one's on every call."""
-        view = self.get(study_id)
-        return self.reads.part(view.record, name, lambda: render(view))
-
-    def cached(self, study_id: str, name: str) -> bytes | str | None:
-        """What a read of a finished study kept as ``name`` (``rendered``'s bodies,
-        ``"trials.csv"``, ``"summary.json"``, ``figure_part(...)``), None when that needs a
-        query: lets an async route answer from memory without a thread."""
-        value = self.reads.peek(study_id, name)
-        return value if isinstance(value, bytes | str) else None
-
-    def page_body(
-        self,
-        *,
-        status: StudyStatus | None,
-        limit: int,
-        offset: int,
-        render: Callable[[list[StudyView]], bytes],
-    ) -> bytes:
-        """``render`` of a page, kept as the page is (``cached_page_body`` peeks at it)."""
-        return self.reads.page(
-            ("body", status, limit, offset),
-            lambda: render(self.page(status=status, limit=limit, offset=offset)),
-        )
-
-    def cached_page_body(
-        self, *, status: StudyStatus | None, limit: int, offset: int
-    ) -> bytes | None:
-        value = self.reads.peek_page(("body", status, limit, offset))
-        return value if isinstance(value, bytes) else None
-
-    def page(self, *, status: StudyStatus | None, limit: int, offset: int) -> list[StudyView]:
-        """A page of the list, kept ``read_cache_s`` seconds (dropped by this service's
-        writes and when a read sees a study newly finished)."""
-        return list(
-            self.reads.page(
-                (status, limit, offset),
-                lambda: self._page(status=status, limit=limit, offset=offset),
-            )
-        )
-
-    def _page(self, *, status: StudyStatus | None, limit: int, offset: int) -> list[StudyView]:
-        records = self.store.list_studies(status=status, limit=limit, offset=offset)
-        states = self._job_states() if any(not r.status.terminal for r in records) else {}
-        views = []
-        for record in records:
-            job = states.get(record.study_id, JobInfo("MISSING")) if states else None
-            if record.status.terminal:
-                job = None
-            views.append(self._view(record, job))
-        return views
-
-    def trials(self, study_id: str) -> list[TrialRecord]:
-        check_study_id(study_id)
-        return list(self._trials_of(self._record(study_id)))  # 404 for an unknown study
-
-    def trials_csv(self, study_id: str) -> str:
-        check_study_id(study_id)
-        record = self._record(study_id)
-
-        def write() -> str:
-            with tempfile.TemporaryDirectory() as tmp:  # the trials.csv artifact's writer
-                path = report.write_trials_csv(self._trials_of(record), Path(tmp) / "trials.csv")
-                return path.read_text()
-
-        return self.reads.part(record, "trials.csv", write)
-
-    def summary(self, study_id: str) -> StudySummary:
-        check_study_id(study_id)
-        record = self._record(study_id)
-        return self.reads.part(
-            record, "summary", lambda: report.load_summary(study_id, tracking_uri=self.uri)
-        )
-
-    def summary_json(self, study_id: str) -> bytes:
-        """The summary as the API sends it (a finished study's, once)."""
-        check_study_id(study_id)
-        record = self._record(study_id)
-        return self.reads.part(
-            record, "summary.json", lambda: self.summary(study_id).to_json(indent=None).encode()
-        )
-
-    def figure(self, study_id: str, name: FigureName, fmt: FigureFormat) -> bytes:
-        """A figure's bytes. A finished study's: from memory, else the file the runner
-        logged on its parent run when it finished, else rendered once (single-flight: the
-        requests that arrive meanwhile wait for that one rendering, not render their own).
-        A running study's is rendered from its partial summary, each time."""
-        check_study_id(study_id)
-        record = self._record(study_id)
-
-        def make() -> bytes:
-            summary = self.summary(study_id)
-            finished = StudyStatus.parse(summary.status).terminal and not summary.partial
-            logged = self._logged_figure(study_id, name, fmt) if finished else None
-            return logged if logged is not None else self._render(study_id, summary, name, fmt)
-
-        return self.reads.part(record, figure_part(name, fmt), make)
-
-    def _logged_figure(self, study_id: str, name: FigureName, fmt: FigureFormat) -> bytes | None:
-        try:
-            return self.store.download_artifact(study_id, f"{name.value}.{fmt.value}")
-        except StudyNotFoundError:  # not logged (an older study, or this format was not)
-            return None
-        except RobustnessError as exc:
-            log.warning("study %s: could not read its logged %s: %s", study_id, name.value, exc)
-            return None
-
-    def _render(
-        self, study_id: str, summary: StudySummary, name: FigureName, fmt: FigureFormat
-    ) -> bytes:
-        if summary.trials_counted == 0:
-            raise FigureNotAvailableError(
-                f"study {study_id} has no finished trial yet, so no {name.value} figure"
-            )
-        if name is FigureName.figure6:
-            fig = figures.figure6(summary)
-        elif name is FigureName.lr_sensitivity:
-            fig = figures.lr_sensitivity(summary)
-        elif name is FigureName.expected_max:
-            fig = figures.expected_max_figure(summary)
-        else:
-            heat = figures.warmup_heatmap(summary)
-            if heat is None:
-                raise FigureNotAvailableError(
-                    f"study {study_id} does not vary the warmup, so it has no warmup figure"
-                )
-            fig = heat
-        FigureCanvasAgg(fig)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt.value)
-        return buffer.getvalue()
-
     # ---- cancel -------------------------------------------------------------------------
 
     def cancel(self, study_id: str) -> StudyView:
@@ -409,22 +235,6 @@ class StudyService(StudyLifecycle):
             self._wrote(study_id)
         record = self.store.get_study(study_id)
         return StudyView(record, StudyStatus.CANCELLED, "cancelled on request")
-
-    # ---- the state Ray corrects the record to -------------------------------------------
-
-    def _job_of(self, record: StudyRecord) -> JobInfo | None:
-        """The job of an active study (a finished one's record is final: Ray is not asked)."""
-        return None if record.status.terminal else self._job(record.study_id)
-
-    def _view(self, record: StudyRecord, job: JobInfo | None) -> StudyView:
-        """What a read shows: the record, with ``running`` for a study whose job runs. Pure:
-        a job that ended behind the record's back is the reconciler's to settle."""
-        if record.status.terminal or job is None:
-            return StudyView(record, record.status, record.error)
-        if job.state in ("RUNNING", "SUCCEEDED"):
-            # SUCCEEDED with an active record: the runner's last write is on its way
-            return StudyView(record, StudyStatus.RUNNING, None)
-        return StudyView(record, record.status, None)
 
     def ready(self) -> tuple[str, str]:
         """("ok" | reason) for Ray and for MLflow."""

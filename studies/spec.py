@@ -5,7 +5,7 @@ the seeds and the training schedule, how to search (a full grid, or Optuna's TPE
 trial may use. ``StudySpec.trial_configs()`` expands a grid into ``TrialConfig`` points; the
 runner turns them into Ray Tune trials and ``TrialConfig.key`` names each one stably.
 
-Warmup semantics (decided here, documented in ``WarmupSpec``): the warmup kinds (and, for
+Warmup semantics (decided here, documented in ``spec_parts.WarmupSpec``): the warmup kinds (and, for
 ``linear``, the lengths) are crossed only with the optimizers listed in ``warmup.optimizers``
 (default: the Adam family, ``adam`` and ``adamw``); every other optimizer (RAdam, SGD) runs once
 per learning rate and seed with no warmup. Figure 7 is thus ``optimizers=[adamw, radam]``,
@@ -24,151 +24,26 @@ import functools
 import itertools
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from studies.errors import SpecError
-
-OptimizerName = Literal["radam", "adam", "adamw", "sgd"]
-DatasetName = Literal["cifar10", "fashion_mnist", "digits"]
-ModelName = Literal["resnet20", "cnn", "mlp"]
-WarmupKind = Literal["none", "linear", "untuned_linear", "untuned_exponential"]
-
-# The names as tuples, from the Literals above. They are repeated here rather than imported
-# from radam.factory, studies.workloads.loading and studies.workloads.models so that validating a spec (the service
-# does it per request) never imports torch; a test checks that the two agree.
-OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
-DATASETS: tuple[str, ...] = get_args(DatasetName)
-MODELS: tuple[str, ...] = get_args(ModelName)
-WARMUPS: tuple[str, ...] = get_args(WarmupKind)
-
-_NO_WARMUP: tuple[WarmupKind, ...] = ("none",)
-_ADAM_FAMILY: tuple[OptimizerName, ...] = ("adam", "adamw")  # warm up by default
-
-PositiveLr = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+from studies.spec_parts import (
+    DatasetName,
+    ModelName,
+    OptimizerName,
+    PositiveLr,
+    Resources,
+    SearchSpec,
+    StrictModel,
+    WarmupKind,
+    WarmupSpec,
+    unique,
+)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _unique(values: list[Any], what: str) -> list[Any]:
-    if len(set(values)) != len(values):
-        raise ValueError(f"{what} must not repeat, got {values}")
-    return values
-
-
-class WarmupSpec(_Strict):
-    """Which warmups the grid crosses, and with which optimizers.
-
-    ``kinds``: warmup schedules (``none``, ``linear`` from 1e-6 as in the paper, Ma & Yarats'
-    ``untuned_linear`` / ``untuned_exponential``). ``steps``: the lengths, in iterations, of
-    the ``linear`` kind (the untuned kinds derive theirs from beta2). ``optimizers``: the ones
-    that get these warmups; the others take ``none``. A single ``kind`` is accepted on input
-    as shorthand for ``kinds: [kind]``.
-    """
-
-    kinds: list[WarmupKind] = Field(default_factory=lambda: list(_NO_WARMUP), min_length=1)
-    steps: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)  # iterations
-    optimizers: list[OptimizerName] = Field(default_factory=lambda: list(_ADAM_FAMILY))
-
-    @model_validator(mode="before")
-    @classmethod
-    def _kind_shorthand(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "kind" in data:
-            if "kinds" in data:
-                raise ValueError("give either kind or kinds, not both")
-            data = {k: v for k, v in data.items() if k != "kind"} | {"kinds": [data["kind"]]}
-        return data
-
-    @field_validator("kinds")
-    @classmethod
-    def _kinds_unique(cls, kinds: list[str]) -> list[str]:
-        return _unique(kinds, "warmup kinds")
-
-    @field_validator("steps")
-    @classmethod
-    def _steps_unique(cls, steps: list[int]) -> list[int]:
-        return _unique(steps, "warmup steps")
-
-    @field_validator("optimizers")
-    @classmethod
-    def _optimizers_unique(cls, names: list[str]) -> list[str]:
-        return _unique(names, "warmup optimizers")
-
-    @model_validator(mode="after")
-    def _lengths_match_kinds(self) -> Self:
-        if "linear" in self.kinds and not self.steps:
-            raise SpecError(
-                "the linear warmup needs its lengths (iterations)", field="warmup.steps"
-            )
-        if self.steps and "linear" not in self.kinds:
-            raise SpecError(
-                f"{self.steps} given, but only the linear warmup takes a length "
-                f"(kinds: {self.kinds})",
-                field="warmup.steps",
-            )
-        return self
-
-    def points(self) -> list[tuple[str, int]]:
-        """(kind, warmup_steps) pairs, in order; 0 steps for the kinds without a length."""
-        out: list[tuple[str, int]] = []
-        for kind in self.kinds:
-            if kind == "linear":
-                out.extend(("linear", s) for s in self.steps)
-            else:
-                out.append((kind, 0))
-        return out
-
-
-class SearchSpec(_Strict):
-    """How trials are chosen: ``grid`` (the full cross product, the default) or ``optuna``.
-
-    ``optuna``: TPE over the optimizer (categorical), the log learning rate in ``lr_range``
-    (default: the spec's smallest to largest learning rate) and, when the warmup is linear,
-    the warmup length in ``warmup_steps_range`` (default: the spec's shortest to longest);
-    ``num_samples`` samples, each repeated over every seed (Ray Tune's ``Repeater``).
-    """
-
-    kind: Literal["grid", "optuna"] = "grid"
-    num_samples: int = Field(default=20, ge=1)  # Optuna samples (each run once per seed)
-    lr_range: tuple[PositiveLr, PositiveLr] | None = None  # log-uniform bounds
-    warmup_steps_range: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = (
-        None  # iterations
-    )
-    metric: Literal["test_acc"] = "test_acc"  # maximised, at the trial's last epoch
-
-    @model_validator(mode="after")
-    def _ranges_ordered(self) -> Self:
-        if self.lr_range is not None and self.lr_range[0] >= self.lr_range[1]:
-            raise ValueError(f"lr_range must be (low, high) with low < high, got {self.lr_range}")
-        if self.warmup_steps_range is not None and (
-            self.warmup_steps_range[0] > self.warmup_steps_range[1]
-        ):
-            raise ValueError(
-                f"warmup_steps_range must be (low, high) with low <= high, "
-                f"got {self.warmup_steps_range}"
-            )
-        return self
-
-
-class Resources(_Strict):
-    """What one trial may use; ``gpu`` may be fractional to pack several trials per GPU."""
-
-    cpu: float = Field(default=1.0, gt=0.0)  # CPU cores (torch threads = max(1, floor(cpu)))
-    gpu: float = Field(default=0.0, ge=0.0)  # GPUs; 0.25 packs four trials on one GPU
-
-
-class TrialConfig(_Strict):
+class TrialConfig(StrictModel):
     """One point of the grid. ``key`` is stable: ``radam-lr0.01-none-s0``,
     ``adamw-lr0.1-linear500-s2``."""
 
@@ -184,7 +59,7 @@ class TrialConfig(_Strict):
         return f"{self.optimizer}-lr{self.lr:g}-{warmup}-s{self.seed}"
 
 
-class StudySpec(_Strict):
+class StudySpec(StrictModel):
     """A study: optimizers x learning rates x warmups x seeds on one dataset and model."""
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
@@ -224,13 +99,13 @@ class StudySpec(_Strict):
 
     @field_validator("optimizers")
     @classmethod
-    def _optimizers_unique(cls, names: list[str]) -> list[str]:
-        return _unique(names, "optimizers")
+    def _optimizersunique(cls, names: list[str]) -> list[str]:
+        return unique(names, "optimizers")
 
     @field_validator("seeds")
     @classmethod
-    def _seeds_unique(cls, seeds: list[int]) -> list[int]:
-        return _unique(seeds, "seeds")
+    def _seedsunique(cls, seeds: list[int]) -> list[int]:
+        return unique(seeds, "seeds")
 
     @field_validator("lr_milestones")
     @classmethod
@@ -259,14 +134,14 @@ class StudySpec(_Strict):
 
     @field_validator("learning_rates")
     @classmethod
-    def _lrs_nonempty_unique(
+    def _lrs_nonemptyunique(
         cls, lrs: list[float] | dict[str, list[float]]
     ) -> list[float] | dict[str, list[float]]:
         lists = lrs.values() if isinstance(lrs, dict) else [lrs]
         for values in lists:
             if not values:
                 raise ValueError("a learning-rate list must not be empty")
-            _unique(values, "learning rates")
+            unique(values, "learning rates")
         return lrs
 
     @model_validator(mode="after")

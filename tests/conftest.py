@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from studies.workloads import sources
+from studies.workloads import archives, sources
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO_ROOT / sources.SHARED_CIFAR_TAR
@@ -21,7 +21,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if not SHARED_CIFAR.is_file() or sources.locate("cifar10", data_dir=data_dir).found:
         return
     print(f"\nimporting CIFAR-10 for the tests: {SHARED_CIFAR} -> {data_dir / 'cifar10'}")
-    sources.import_archive("cifar10", SHARED_CIFAR, data_dir=data_dir)
+    archives.import_archive("cifar10", SHARED_CIFAR, data_dir=data_dir)
 
 
 @pytest.fixture

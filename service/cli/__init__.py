@@ -1,7 +1,8 @@
-"""``robustness`` with the service's sub-commands (``serve``, ``quickstart``) added.
+"""``robustness`` with the service's sub-commands added: ``serve`` (``serve``), ``quickstart``
+(``quickstart``: the main job, ``make run``) and ``reconcile`` (``reconcile``).
 
-The console script points here: ``studies`` must not import ``service``, so the service
-registers its commands through ``studies.cli.main``'s ``extra``.
+The console script points here (``python -m service.cli`` alike): ``studies`` must not import
+``service``, so the service registers its commands through ``studies.cli.main``'s ``extra``.
 """
 
 from __future__ import annotations

@@ -29,13 +29,8 @@ from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from studies.analysis.summary import (
-    CellSummary,
-    StudySummary,
-    format_lr,
-    optimizer_label,
-    warmup_label,
-)
+from studies.analysis.labels import format_lr, optimizer_label, warmup_label
+from studies.analysis.summary import CellSummary, StudySummary
 
 PANEL_SIZE = (4.2, 3.4)  # inches per Figure-6 panel
 MAX_COLUMNS = 4  # Figure-6 panels per row

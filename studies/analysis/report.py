@@ -21,7 +21,8 @@ from pathlib import Path
 
 from studies import paths, tracking
 from studies.analysis.figures import write_figures
-from studies.analysis.summary import StudySummary, summarize
+from studies.analysis.summarize import summarize
+from studies.analysis.summary import StudySummary
 from studies.analysis.tables import format_cells_csv, format_table
 from studies.errors import RobustnessError, SpecError
 from studies.results import StudyRecord, TrialRecord

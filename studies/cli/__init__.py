@@ -2,6 +2,11 @@
 
 Each sub-command lives in its own module here and exposes ``register(subparsers)``, which adds
 its parser and sets ``func`` (a callable taking the parsed namespace and returning an exit code).
+A sub-command imports what it runs when it runs (``run`` imports Ray only once there is
+something to run), so ``robustness --help`` stays fast.
+
+The top stage: may import every other stage of ``studies``; only ``service.cli`` imports it.
+Admission (``studies.admission``) is checked here, where a study enters.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from studies.errors import DatasetNotFoundError
-from studies.workloads import sources
+from studies.workloads import archives, sources
 from studies.workloads.sources import DATASETS
 
 
@@ -81,7 +81,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    where = sources.import_archive(
+    where = archives.import_archive(
         args.name, args.archive, data_dir=args.data_dir, replace=args.replace, say=_say
     )
     print(where.describe())

@@ -1,4 +1,4 @@
-"""The CIFAR-10 archive unpacked into the image-folder layout ``studies.workloads.loading`` reads.
+"""The CIFAR-10 archive unpacked into the image-folder layout ``studies.workloads.cifar10`` reads.
 
 ``<data_dir>/cifar10/{train,test}/<class>/*.jpg`` from a tar (optionally gz/bz2/xz) whose
 members are ``train/<class>/...`` and ``test/<class>/...`` (optionally under one top folder),
@@ -24,7 +24,7 @@ SPLITS: tuple[str, ...] = ("train", "test")
 
 
 def cifar10_present(data_dir: Path) -> bool:
-    """The image-folder layout is there (``studies.workloads.loading`` decides whether it is whole)."""
+    """The image-folder layout is there (``studies.workloads.cifar10`` decides whether it is whole)."""
     return all((data_dir / "cifar10" / split).is_dir() for split in SPLITS)
 
 

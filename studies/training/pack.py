@@ -16,8 +16,8 @@ What it claims (checked in tests/studies/training/test_pack.py, float64 on the C
 over two epochs for ``resnet20``, ``cnn`` and ``mlp`` with warmups; float32 to 1e-4):
 
 - Member k's per-epoch curve is the one ``run_trial(spec, configs[k])`` gives: the same
-  initialisation (``studies.training.trial.init_model``, from its own seed), the same batches and
-  augmentation (``studies.workloads.loading.batches`` with its own generator), the same lr schedule
+  initialisation (``studies.training.trial_state.init_model``, from its own seed), the same batches and
+  augmentation (``studies.workloads.batching.batches`` with its own generator), the same lr schedule
   (``trial_schedule``: warmup x step decay, per member), the same divergence rule.
 - A member that diverges is frozen (its parameters, optimizer state and BatchNorm statistics
   stay as they were at its divergence) and recorded as diverged at its epoch; the others go on.
@@ -60,7 +60,8 @@ from studies.training.trial import (
     node_name,
     pick_device,
 )
-from studies.workloads.loading import Dataset, batches
+from studies.workloads.batching import batches
+from studies.workloads.dataset import Dataset
 
 OnPackEpoch = Callable[[list[dict[str, Any] | None], PackState], None]
 

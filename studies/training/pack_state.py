@@ -22,8 +22,8 @@ from torch.func import stack_module_state
 from radam.packed import MemberHparams, PackedOptimizer
 from studies.spec import StudySpec, TrialConfig
 from studies.training import fused
-from studies.training.trial import init_model, trial_schedule
-from studies.workloads.loading import Dataset
+from studies.training.trial_state import init_model, trial_schedule
+from studies.workloads.dataset import Dataset
 
 MemberStatus = Literal["running", "finished", "diverged", "failed"]
 #: How a pack's members run through their network: ``layers``, one horizontally fused

@@ -23,29 +23,29 @@ What it claims (checked in tests/studies/training/test_trial.py):
   That is data, not an error.
 - On a GPU: bf16 autocast and channels_last; on the CPU: ``torch.set_num_threads(threads)``.
 
-The Tune function trainable ``train_trial(config, session=...)`` is built on the plain
-``run_trial(...)``; ``studies.runner.driver`` (the only module that imports ``ray.tune``) supplies the
-session that reports and checkpoints through Ray Tune.
+The Tune function trainable (``trainables.train_trial``) is built on the plain ``run_trial``;
+``studies.runner`` (the only package that imports ``ray.tune``) supplies the session that
+reports and checkpoints through Ray Tune. The trial's state and how it is built from its seed:
+``trial_state``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import random
 import socket
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from studies.spec import StudySpec, TrialConfig
-from studies.workloads.loading import Dataset, batches, load_dataset, steps_per_epoch
+from studies.training.trial_state import TrialState, build_state
+from studies.workloads.batching import batches
+from studies.workloads.dataset import Dataset
+from studies.workloads.loading import load_dataset
 
 #: What every per-epoch report holds.
 EPOCH_KEYS: tuple[str, ...] = (
@@ -66,69 +66,7 @@ EVAL_BATCH_SIZE = 1000  # test examples per forward pass
 # Datasets loaded by this process, so a reused Ray actor does not load them again.
 _DATASETS: dict[tuple[str, int | None, int | None, str, str], Dataset] = {}
 
-OnEpoch = Callable[[dict[str, Any], "TrialState"], None]
-
-
-@dataclasses.dataclass
-class TrialState:
-    """Everything a trial needs to continue after ``epoch`` (1-based, 0 before the first)."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    generator: torch.Generator
-    epoch: int = 0
-    train_seconds: float = 0.0
-    best_finite_acc: float | None = None
-    last_finite_acc: float | None = None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
-            "numpy_rng": np.random.get_state(),
-            "epoch": self.epoch,
-            "train_seconds": self.train_seconds,
-            "last_finite_acc": self.last_finite_acc,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        np.random.set_state(state["numpy_rng"])
-        self.epoch = int(state["epoch"])
-        self.train_seconds = float(state["train_seconds"])
-        self.last_finite_acc = state["last_finite_acc"]
-
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        path = Path(directory) / "trial_state.pt"
-        torch.save(self.state_dict(), path)
-        return path
-
-    @staticmethod
-    def read(directory: str | os.PathLike[str]) -> dict[str, Any]:
-        # weights_only=False: the state holds Python's and numpy's RNG tuples; the file is
-        # one this trial wrote into its own Tune storage.
-        state: dict[str, Any] = torch.load(
-            Path(directory) / "trial_state.pt", map_location="cpu", weights_only=False
-        )
-        return state
-
-
-class TrialSession(Protocol):
-    """How a trial reports and finds its last checkpoint (Ray Tune's, in the runner)."""
-
-    def report(self, metrics: dict[str, Any], state: TrialState) -> None: ...
-
-    def restore(self) -> dict[str, Any] | None: ...
+OnEpoch = Callable[[dict[str, Any], TrialState], None]
 
 
 def node_name() -> str:
@@ -169,77 +107,6 @@ def get_dataset(spec: StudySpec, *, data_dir: str | None, device: torch.device) 
         n = spec.test_subset  # views, no copy
         ds = dataclasses.replace(ds, test_x=ds.test_x[:n], test_y=ds.test_y[:n])
     return ds
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def init_model(
-    spec: StudySpec,
-    trial: TrialConfig,
-    ds: Dataset,
-    *,
-    device: torch.device,
-    dtype: torch.dtype | None = None,
-) -> tuple[nn.Module, torch.Generator]:
-    """The trial's network, initialised from its seed, and the generator of its batch order and
-    augmentation (seeded alike): what ``build_state`` and the pack runner (``studies.training.pack``)
-    share, so that a packed member starts exactly where its own trial would."""
-    from studies.workloads.models import build_model
-
-    generator = seed_everything(trial.seed)
-    model = build_model(
-        spec.model,
-        num_classes=ds.num_classes,
-        in_channels=ds.in_channels,
-        image_size=ds.image_size,
-    ).to(device=device, dtype=dtype)
-    return model, generator
-
-
-def trial_schedule(spec: StudySpec, trial: TrialConfig, ds: Dataset) -> Callable[[int], float]:
-    """The trial's lr factor per iteration (warmup x step decay), for ``LambdaLR``."""
-    from radam.schedules import lr_lambda
-
-    return lr_lambda(
-        warmup=trial.warmup,
-        warmup_steps=trial.warmup_steps,
-        base_lr=trial.lr,
-        beta2=spec.betas[1],
-        steps_per_epoch=steps_per_epoch(ds, spec.batch_size),
-        milestones=spec.lr_milestones,
-        gamma=spec.lr_gamma,
-    )
-
-
-def build_state(
-    spec: StudySpec,
-    trial: TrialConfig,
-    ds: Dataset,
-    *,
-    device: torch.device,
-    dtype: torch.dtype | None = None,
-) -> TrialState:
-    from radam.factory import make_optimizer
-
-    model, generator = init_model(spec, trial, ds, device=device, dtype=dtype)
-    if device.type == "cuda" and ds.train_x.dim() == 4:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(
-        trial.optimizer,
-        model.parameters(),
-        lr=trial.lr,
-        weight_decay=spec.weight_decay,
-        momentum=spec.momentum,
-        betas=spec.betas,
-        eps=spec.eps,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, trial_schedule(spec, trial, ds))
-    return TrialState(model, optimizer, scheduler, generator)
 
 
 def cast_dataset(ds: Dataset, dtype: torch.dtype | None) -> Dataset:
@@ -374,41 +241,3 @@ def _layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type == "cuda" and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
-
-
-# --- the Tune function trainable ------------------------------------------------------------
-
-
-def trial_from_config(config: Mapping[str, Any], spec: StudySpec) -> TrialConfig:
-    """The grid point of a Tune config: ``config["trial"]`` for a grid, or Optuna's sampled
-    ``optimizer``/``lr``/``warmup``/``warmup_steps`` with the seed picked by Tune's Repeater
-    (``__trial_index__``)."""
-    if "trial" in config:
-        return TrialConfig.model_validate(config["trial"])
-    seed = spec.seeds[int(config.get("__trial_index__", 0)) % len(spec.seeds)]
-    return TrialConfig(
-        optimizer=config["optimizer"],
-        lr=float(config["lr"]),
-        warmup=config.get("warmup", "none"),
-        warmup_steps=int(config.get("warmup_steps", 0)),
-        seed=seed,
-    )
-
-
-def train_trial(config: Mapping[str, Any], *, session: TrialSession | None = None) -> None:
-    """Run the trial described by a Tune ``config`` (``spec``: the study's JSON dict; ``trial``
-    or Optuna's sampled values; ``data_dir``), reporting each epoch through ``session`` and
-    resuming from its last checkpoint."""
-    spec = StudySpec.from_json_cached(config["spec"])  # admitted on entry
-    trial = trial_from_config(config, spec)
-    resources = spec.resources_per_trial
-    resume_from = session.restore() if session is not None else None
-    run_trial(
-        spec,
-        trial,
-        data_dir=config.get("data_dir"),
-        threads=max(1, int(resources.cpu)),
-        gpus=resources.gpu,
-        resume_from=resume_from,
-        on_epoch=session.report if session is not None else None,
-    )

@@ -1,4 +1,4 @@
-"""Where each dataset comes from: find it, fetch it, import it from an archive.
+"""Where each dataset comes from: find it, fetch it (importing an archive is ``archives``).
 
 Resolution order, the same for every command (``robustness data status|fetch``, ``run``,
 ``quickstart``, the service's check of a POST):
@@ -14,8 +14,8 @@ Resolution order, the same for every command (``robustness data status|fetch``, 
    Fashion-MNIST where the user is root and ``apt-get`` exists, Debian's package, announced
    before it is installed.
 
-``locate`` looks on disk only (fast: what a POST or a trial may afford); ``fetch`` and
-``import_archive`` write, always into a temporary folder inside the data directory that is
+``locate`` looks on disk only (fast: what a POST or a trial may afford); ``fetch`` (and
+``archives.import_archive``) write, always into a temporary folder inside the data directory that is
 renamed into place at the end, so an interrupted download or a truncated or wrong archive
 leaves nothing half-written. digits ships with scikit-learn: always there.
 """
@@ -28,15 +28,13 @@ import os
 import shutil
 import socket
 import subprocess
-import tarfile
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from studies import paths
-from studies.errors import DataArchiveError, DatasetNotFoundError, SpecError
+from studies.errors import DatasetNotFoundError, SpecError
 
 DATASETS: tuple[str, ...] = ("cifar10", "fashion_mnist", "digits")
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
@@ -72,11 +70,11 @@ class Location:
         return f"{self.name}: {self.layout} in {self.path}" if self.found else self.hint
 
 
-def _root(data_dir: str | os.PathLike[str] | None) -> Path:
+def data_root(data_dir: str | os.PathLike[str] | None) -> Path:
     return Path(data_dir).expanduser().resolve() if data_dir is not None else paths.data_dir()
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if name not in DATASETS:
         raise SpecError(f"unknown dataset {name!r}; expected one of {DATASETS}", field="dataset")
 
@@ -116,8 +114,8 @@ def fashion_mnist_candidates(root: Path) -> list[Path]:
 
 def locate(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> Location:
     """Where ``name`` is on disk now, in the resolution order; nothing is written."""
-    _check_name(name)
-    root = _root(data_dir)
+    check_name(name)
+    root = data_root(data_dir)
     if name == "digits":
         return Location(name, Path("scikit-learn"), "bundled 8x8 digits", "")
     if name == "cifar10":
@@ -191,7 +189,7 @@ def fetch(
     where = locate(name, data_dir=data_dir)
     if where.found:
         return where
-    root = _root(data_dir)
+    root = data_root(data_dir)
     download = download_allowed() if download is None else download
     tried: list[str] = []
     if download:
@@ -278,162 +276,13 @@ def _download_torchvision(name: str, root: Path, *, say: Say) -> None:
         for archive in Path(tmp).glob("*.tar.gz"):  # CIFAR's 170 MB tarball, now extracted
             archive.unlink()
         target.mkdir(parents=True, exist_ok=True)
-        _replace(Path(tmp) / produced, target / produced)
+        replace_folder(Path(tmp) / produced, target / produced)
 
 
-def _replace(new: Path, dest: Path) -> None:
+def replace_folder(new: Path, dest: Path) -> None:
     """Put folder ``new`` at ``dest`` by renames (same filesystem); an old ``dest`` goes."""
     old = dest.with_name(f".old-{dest.name}-{os.getpid()}")
     if dest.exists():
         os.replace(dest, old)
     os.replace(new, dest)
     shutil.rmtree(old, ignore_errors=True)
-
-
-# --- importing ----------------------------------------------------------------------------
-
-
-def import_archive(
-    name: str,
-    archive: str | os.PathLike[str],
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
-    replace: bool = False,
-    say: Say = print,
-) -> Location:
-    """Unpack a tar (any compression) or zip of ``name`` (cifar10: torchvision's batches or
-    image folders; fashion_mnist: the four IDX files) into the data directory.
-
-    Everything is extracted into a temporary folder and checked before it is renamed into
-    place: a truncated or wrong archive raises ``DataArchiveError`` naming what was
-    expected and leaves the data directory as it was.
-    """
-    _check_name(name)
-    if name == "digits":
-        raise DataArchiveError("digits ships with scikit-learn; there is nothing to import")
-    source = Path(archive).expanduser()
-    if not source.is_file():
-        raise DataArchiveError(f"{source}: no such file")
-    root = _root(data_dir)
-    existing = locate(name, data_dir=root)
-    if existing.found and not replace and existing.path != paths.debian_fashion_mnist():
-        raise DataArchiveError(
-            f"{name} is already there ({existing.describe()}); --replace replaces it"
-        )
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / name
-    with tempfile.TemporaryDirectory(dir=root, prefix=f".import-{name}-") as tmp:
-        unpacked = Path(tmp) / "unpacked"
-        _extract(source, unpacked, expected=_expected(name))
-        found = _find_layout(name, unpacked)
-        if found is None:
-            raise DataArchiveError(
-                f"{source} holds no {name} dataset: expected {_expected(name)}; found "
-                f"{_top_entries(unpacked)}"
-            )
-        staged = Path(tmp) / name
-        if name == "cifar10":
-            staged.mkdir()
-            if find_cifar_batches(found) is not None:
-                os.replace(found, staged / "cifar-10-batches-py")
-            else:
-                _check_image_folders(source, found)
-                for split in ("train", "test"):
-                    os.replace(found / split, staged / split)
-        else:
-            raw = staged / "FashionMNIST" / "raw"
-            raw.mkdir(parents=True)
-            for path in (find_idx_files(found) or {}).values():
-                os.replace(path, raw / path.name)
-        _replace(staged, target)
-    where = locate(name, data_dir=root)
-    say(f"imported {source} as {where.describe()}")
-    return where
-
-
-def _expected(name: str) -> str:
-    if name == "cifar10":
-        return (
-            "torchvision's cifar-10-batches-py/ (data_batch_1..5, test_batch) or image "
-            "folders train/<class>/*.jpg|png and test/<class>/*.jpg|png"
-        )
-    return f"the four Fashion-MNIST IDX files ({', '.join(FASHION_MNIST_FILES.values())}[.gz])"
-
-
-def _find_layout(name: str, unpacked: Path) -> Path | None:
-    """The folder of the layout: the archive's top, or one or two folders down."""
-    levels = [unpacked, *sorted(p for p in unpacked.iterdir() if p.is_dir())]
-    levels += [p for level in levels[1:] for p in sorted(level.iterdir()) if p.is_dir()]
-    for folder in levels:
-        if name == "cifar10":
-            batches = find_cifar_batches(folder)
-            if batches is not None:
-                return batches
-            if find_image_folders(folder) is not None:
-                return folder
-        elif find_idx_files(folder) is not None:
-            return folder
-    return None
-
-
-def _check_image_folders(source: Path, folder: Path) -> None:
-    for split in ("train", "test"):
-        classes = sorted(p.name for p in (folder / split).iterdir() if p.is_dir())
-        empty = [
-            c
-            for c in classes
-            if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in (folder / split / c).iterdir())
-        ]
-        if len(classes) != 10 or empty:
-            raise DataArchiveError(
-                f"{source}: {split}/ should hold 10 class folders of images, found "
-                f"{len(classes)} ({', '.join(classes[:12])}){'; empty: ' + ', '.join(empty) if empty else ''}"
-            )
-
-
-def _top_entries(folder: Path) -> str:
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    return ", ".join(names[:8]) + (" ..." if len(names) > 8 else "") if names else "nothing"
-
-
-def _extract(source: Path, dest: Path, *, expected: str) -> None:
-    """Extract with a progress bar over the archive's bytes; refuse members that would land
-    outside ``dest`` (tarfile's "data" filter; zip names checked here)."""
-    from tqdm import tqdm
-
-    dest.mkdir(parents=True)
-    try:
-        if zipfile.is_zipfile(source):
-            with zipfile.ZipFile(source) as zf:
-                members = zf.infolist()
-                with tqdm(
-                    total=sum(m.file_size for m in members),
-                    unit="B",
-                    unit_scale=True,
-                    desc=f"extracting {source.name}",
-                ) as bar:
-                    for member in members:
-                        target = (dest / member.filename).resolve()
-                        if not target.is_relative_to(dest.resolve()):
-                            raise DataArchiveError(f"{source}: {member.filename} leaves the folder")
-                        zf.extract(member, dest)
-                        bar.update(member.file_size)
-            return
-        with (
-            source.open("rb") as raw,
-            tarfile.open(fileobj=raw, mode="r:*") as tf,
-            tqdm(
-                total=source.stat().st_size,
-                unit="B",
-                unit_scale=True,
-                desc=f"extracting {source.name}",
-            ) as bar,
-        ):
-            for entry in tf:
-                tf.extract(entry, dest, filter="data")
-                bar.update(raw.tell() - bar.n)  # compressed bytes read so far
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise DataArchiveError(
-            f"{source} is not a complete tar or zip archive ({type(exc).__name__}: {exc}); "
-            f"expected {expected}. Nothing was written."
-        ) from None

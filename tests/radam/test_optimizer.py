@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from radam import RAdam
-from radam.optimizer import choose_path, rectification
+from radam.functional import rectification
+from radam.optimizer import choose_path
 
 STEPS = 500
 REL_TOL = 1e-10

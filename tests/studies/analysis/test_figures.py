@@ -26,7 +26,8 @@ from studies.analysis.figures import (
     warmup_heatmap,
     write_figures,
 )
-from studies.analysis.summary import StudySummary, summarize
+from studies.analysis.summarize import summarize
+from studies.analysis.summary import StudySummary
 from studies.results import TrialRecord
 
 EPOCHS = 3

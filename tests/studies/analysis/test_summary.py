@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from studies.analysis.summary import StudySummary, summarize
+from studies.analysis.summarize import summarize
+from studies.analysis.summary import StudySummary
 from studies.analysis.tables import format_cells_csv, format_table
 from studies.results import TrialRecord
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from studies.analysis.summary import summarize
+from studies.analysis.summarize import summarize
 from studies.results import TrialRecord
 
 LRS = (0.1, 0.03, 0.01, 0.003)

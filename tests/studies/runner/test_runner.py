@@ -20,8 +20,10 @@ from mlflow.tracking import MlflowClient
 from studies import tracking
 from studies.errors import ClusterError, StudyStateError
 from studies.runner import driver
-from studies.runner.driver import StudyProgress
+from studies.runner.recording import StudyProgress
+from studies.runner.trainable import TuneSession
 from studies.spec import StudySpec, TrialConfig
+from studies.training.trainables import train_trial
 from studies.training.trial import run_trial
 
 pytestmark = pytest.mark.slow
@@ -163,7 +165,7 @@ def _crash_once(workdir: Path, *, after_epoch: int) -> Callable[[dict[str, Any]]
     is reported and checkpointed. Defined in a function so that cloudpickle sends it to Ray's
     workers by value (they cannot import this test module)."""
 
-    class CrashOnceSession(driver._TuneSession):
+    class CrashOnceSession(TuneSession):
         def __init__(self, attempt: int) -> None:
             self.attempt = attempt
 
@@ -180,7 +182,7 @@ def _crash_once(workdir: Path, *, after_epoch: int) -> Callable[[dict[str, Any]]
             attempt = 1
         except FileExistsError:
             attempt = 2
-        driver.train_trial(config, session=CrashOnceSession(attempt))
+        train_trial(config, session=CrashOnceSession(attempt))
 
     return trainable
 

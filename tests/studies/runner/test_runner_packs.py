@@ -15,7 +15,8 @@ import ray
 
 from studies import tracking
 from studies.runner import driver
-from studies.runner.driver import StudyProgress
+from studies.runner.recording import StudyProgress
+from studies.runner.trainable import TunePackSession
 from studies.spec import StudySpec
 from studies.training.trial import run_trial
 
@@ -110,7 +111,7 @@ def _crash_once(workdir: Path, *, after_epoch: int) -> Callable[[dict[str, Any]]
     noted in ``workdir/epochs.log`` as ``attempt pid epoch``."""
     from studies.training.trainables import train_pack
 
-    class CrashOnceSession(driver._TunePackSession):
+    class CrashOnceSession(TunePackSession):
         def __init__(self, attempt: int) -> None:
             self.attempt = attempt
 

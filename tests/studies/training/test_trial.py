@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from studies.spec import StudySpec, TrialConfig
-from studies.training.trial import EPOCH_KEYS, TrialState, run_trial, train_trial, trial_from_config
+from studies.training.trainables import train_trial, trial_from_config
+from studies.training.trial import EPOCH_KEYS, run_trial
+from studies.training.trial_state import TrialState
 
 
 def _spec(**changes: Any) -> StudySpec:

@@ -21,18 +21,12 @@ from PIL import Image
 
 from studies import paths
 from studies.errors import DatasetNotFoundError, SpecError
-from studies.workloads import loading as data_module
-from studies.workloads.loading import (
-    CIFAR10_CLASSES,
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    DATASETS,
-    Dataset,
-    augment_batch,
-    batches,
-    load_dataset,
-    steps_per_epoch,
-)
+from studies.workloads import cifar10
+from studies.workloads.batching import augment_batch, batches, steps_per_epoch
+from studies.workloads.cifar10 import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from studies.workloads.dataset import Dataset
+from studies.workloads.loading import load_dataset
+from studies.workloads.sources import DATASETS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -193,7 +187,7 @@ def test_image_folder_cache_is_written_then_used_then_refreshed(
     def no_decoding(files: object) -> torch.Tensor:
         raise AssertionError("decoded images although the cache is current")
 
-    monkeypatch.setattr(data_module, "_decode_images", no_decoding)
+    monkeypatch.setattr(cifar10, "_decode_images", no_decoding)
     second = load_dataset("cifar10", data_dir=tmp_path)
     assert torch.equal(second.train_x, first.train_x) and torch.equal(second.test_y, first.test_y)
 

@@ -1,5 +1,5 @@
 """Models: ResNet-20's exact size and shape, the small CNN and MLP, channels_last and bf16
-autocast, and that each one learns from real data through ``studies.workloads.loading``."""
+autocast, and that each one learns from real data through ``studies.workloads``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from torch import nn
 
 from studies import paths
 from studies.errors import SpecError
-from studies.workloads.loading import batches, load_dataset
+from studies.workloads.batching import batches
+from studies.workloads.loading import load_dataset
 from studies.workloads.models import (
     MODELS,
     ShortcutA,
@@ -130,7 +131,7 @@ def test_bad_model_requests_are_spec_errors() -> None:
 def train_and_score(
     model: nn.Module, dataset: str, *, epochs: int, lr: float, train_subset: int | None = None
 ) -> float:
-    """A plain Adam loop over ``studies.workloads.loading.batches``; returns test accuracy."""
+    """A plain Adam loop over ``studies.workloads.batching.batches``; returns test accuracy."""
     ds = load_dataset(dataset, train_subset=train_subset)
     generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

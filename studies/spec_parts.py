@@ -1,0 +1,143 @@
+"""The parts a study spec (``studies.spec.StudySpec``) is made of: the names it accepts
+(optimizers, datasets, models, warmup kinds), its warmup (``WarmupSpec``), its search
+(``SearchSpec``) and what each trial may use (``Resources``). Pydantic only: validating a spec
+never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from studies.errors import SpecError
+
+OptimizerName = Literal["radam", "adam", "adamw", "sgd"]
+DatasetName = Literal["cifar10", "fashion_mnist", "digits"]
+ModelName = Literal["resnet20", "cnn", "mlp"]
+WarmupKind = Literal["none", "linear", "untuned_linear", "untuned_exponential"]
+
+# The names as tuples, from the Literals above. They are repeated here rather than imported
+# from radam.factory, studies.workloads.sources and studies.workloads.models so that validating a spec (the service
+# does it per request) never imports torch; a test checks that the two agree.
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+DATASETS: tuple[str, ...] = get_args(DatasetName)
+MODELS: tuple[str, ...] = get_args(ModelName)
+WARMUPS: tuple[str, ...] = get_args(WarmupKind)
+
+_NO_WARMUP: tuple[WarmupKind, ...] = ("none",)
+_ADAM_FAMILY: tuple[OptimizerName, ...] = ("adam", "adamw")  # warm up by default
+
+PositiveLr = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def unique(values: list[Any], what: str) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} must not repeat, got {values}")
+    return values
+
+
+class WarmupSpec(StrictModel):
+    """Which warmups the grid crosses, and with which optimizers.
+
+    ``kinds``: warmup schedules (``none``, ``linear`` from 1e-6 as in the paper, Ma & Yarats'
+    ``untuned_linear`` / ``untuned_exponential``). ``steps``: the lengths, in iterations, of
+    the ``linear`` kind (the untuned kinds derive theirs from beta2). ``optimizers``: the ones
+    that get these warmups; the others take ``none``. A single ``kind`` is accepted on input
+    as shorthand for ``kinds: [kind]``.
+    """
+
+    kinds: list[WarmupKind] = Field(default_factory=lambda: list(_NO_WARMUP), min_length=1)
+    steps: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)  # iterations
+    optimizers: list[OptimizerName] = Field(default_factory=lambda: list(_ADAM_FAMILY))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "kind" in data:
+            if "kinds" in data:
+                raise ValueError("give either kind or kinds, not both")
+            data = {k: v for k, v in data.items() if k != "kind"} | {"kinds": [data["kind"]]}
+        return data
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds_unique(cls, kinds: list[str]) -> list[str]:
+        return unique(kinds, "warmup kinds")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_unique(cls, steps: list[int]) -> list[int]:
+        return unique(steps, "warmup steps")
+
+    @field_validator("optimizers")
+    @classmethod
+    def _optimizers_unique(cls, names: list[str]) -> list[str]:
+        return unique(names, "warmup optimizers")
+
+    @model_validator(mode="after")
+    def _lengths_match_kinds(self) -> Self:
+        if "linear" in self.kinds and not self.steps:
+            raise SpecError(
+                "the linear warmup needs its lengths (iterations)", field="warmup.steps"
+            )
+        if self.steps and "linear" not in self.kinds:
+            raise SpecError(
+                f"{self.steps} given, but only the linear warmup takes a length "
+                f"(kinds: {self.kinds})",
+                field="warmup.steps",
+            )
+        return self
+
+    def points(self) -> list[tuple[str, int]]:
+        """(kind, warmup_steps) pairs, in order; 0 steps for the kinds without a length."""
+        out: list[tuple[str, int]] = []
+        for kind in self.kinds:
+            if kind == "linear":
+                out.extend(("linear", s) for s in self.steps)
+            else:
+                out.append((kind, 0))
+        return out
+
+
+class SearchSpec(StrictModel):
+    """How trials are chosen: ``grid`` (the full cross product, the default) or ``optuna``.
+
+    ``optuna``: TPE over the optimizer (categorical), the log learning rate in ``lr_range``
+    (default: the spec's smallest to largest learning rate) and, when the warmup is linear,
+    the warmup length in ``warmup_steps_range`` (default: the spec's shortest to longest);
+    ``num_samples`` samples, each repeated over every seed (Ray Tune's ``Repeater``).
+    """
+
+    kind: Literal["grid", "optuna"] = "grid"
+    num_samples: int = Field(default=20, ge=1)  # Optuna samples (each run once per seed)
+    lr_range: tuple[PositiveLr, PositiveLr] | None = None  # log-uniform bounds
+    warmup_steps_range: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = (
+        None  # iterations
+    )
+    metric: Literal["test_acc"] = "test_acc"  # maximised, at the trial's last epoch
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> Self:
+        if self.lr_range is not None and self.lr_range[0] >= self.lr_range[1]:
+            raise ValueError(f"lr_range must be (low, high) with low < high, got {self.lr_range}")
+        if self.warmup_steps_range is not None and (
+            self.warmup_steps_range[0] > self.warmup_steps_range[1]
+        ):
+            raise ValueError(
+                f"warmup_steps_range must be (low, high) with low <= high, "
+                f"got {self.warmup_steps_range}"
+            )
+        return self
+
+
+class Resources(StrictModel):
+    """What one trial may use; ``gpu`` may be fractional to pack several trials per GPU."""
+
+    cpu: float = Field(default=1.0, gt=0.0)  # CPU cores (torch threads = max(1, floor(cpu)))
+    gpu: float = Field(default=0.0, ge=0.0)  # GPUs; 0.25 packs four trials on one GPU
