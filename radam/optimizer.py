@@ -17,9 +17,9 @@ Three implementations sit behind the class:
 * ``single``: a per-tensor reference loop, the algorithm as written.
 * ``foreach``: the same arithmetic with ``torch._foreach_*`` over all tensors at once.
 * ``fused``: a rectified RAdam step *is* an Adam step with a rescaled learning rate, eps and
-  decoupled decay (derivation at :func:`radam.functional.fused_radam`), so rectified steps go through torch's
-  fused Adam kernels (CPU and CUDA); the few steps before rectification (t <= 5 or so for
-  beta2 = 0.999) take the ``foreach`` path.
+  decoupled decay (derivation at :func:`radam.functional.fused_radam`), so rectified steps go
+  through torch's fused Adam kernels (CPU and CUDA); the few steps before rectification
+  (t <= 5 or so for beta2 = 0.999) take the ``foreach`` path.
 
 By default a group takes the fastest exact path its tensors allow: ``fused`` for floating
 point tensors on a device with fused Adam kernels, else ``foreach`` where torch has foreach

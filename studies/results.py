@@ -1,6 +1,6 @@
 """What a study leaves behind, as plain data: the contract between the records
-(``studies.tracking``, which reads them out of MLflow), the summaries (``studies.analysis.summarize``)
-and the service. No MLflow, Ray or torch here.
+(``studies.tracking``, which reads them out of MLflow), the summaries
+(``studies.analysis.summarize``) and the service. No MLflow, Ray or torch here.
 """
 
 from __future__ import annotations

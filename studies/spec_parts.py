@@ -19,8 +19,8 @@ ModelName = Literal["resnet20", "cnn", "mlp"]
 WarmupKind = Literal["none", "linear", "untuned_linear", "untuned_exponential"]
 
 # The names as tuples, from the Literals above. They are repeated here rather than imported
-# from radam.factory, studies.workloads.sources and studies.workloads.models so that validating a spec (the service
-# does it per request) never imports torch; a test checks that the two agree.
+# from radam.factory, studies.workloads.sources and studies.workloads.models so that validating
+# a spec (the service does it per request) never imports torch; a test checks that they agree.
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 DATASETS: tuple[str, ...] = get_args(DatasetName)
 MODELS: tuple[str, ...] = get_args(ModelName)

@@ -1,4 +1,5 @@
-"""Pairs of optimizers: which cells to match, the test (``studies.analysis.verdict``), the sentences.
+"""Pairs of optimizers: which cells to match, the test (``studies.analysis.verdict``), the
+sentences.
 
 Cells are matched so that the test exchanges seeds between runs that differ only in the
 optimizer:

@@ -10,18 +10,18 @@ What it claims, per the RAdam paper's robustness study (Liu et al. 2019, Figure 
   the expected best accuracy at a tuning budget of k = 1..N configurations
   (``expected_max_pct``; Dodge et al. 2019, Tang et al. 2020's unbiased form; see
   ``studies.analysis.expected_max``), also per warmup setting in a warmup study;
-- a verdict per pair of optimizers (``studies.analysis.comparisons``): the difference in mean regret,
-  tested by a permutation test that exchanges the two optimizers' seeds within each
+- a verdict per pair of optimizers (``studies.analysis.comparisons``): the difference in mean
+  regret, tested by a permutation test that exchanges the two optimizers' seeds within each
   learning-rate (and warmup) cell, with the 95% interval that inverts it. The sentence says
   "less sensitive" only when the test rejects at 5%, names the method and the seeds, and says
   "cannot tell" otherwise (with one seed on a 4-lr grid, that no test is possible and that two
   seeds would give one).
 
-The test (``studies.analysis.verdict``) is exact under the null "both optimizers' seeds come from the
-same distribution in every cell", for any noise. Measured on 1,000 seeded simulated studies
+The test (``studies.analysis.verdict``) is exact under the null "both optimizers' seeds come from
+the same distribution in every cell", for any noise. Measured on 1,000 seeded simulated studies
 per figure (two optimizers, 4 learning rates, seed noise 1 point;
-``tests/studies/analysis/test_verdict_calibration.py``): false-claim rate under that null 4.1% / 5.1% /
-4.6% with 2 / 3 / 5 seeds per cell (the percentile bootstrap it replaces: 13.2% / 7.2% / 4.1%);
+``tests/studies/analysis/test_verdict_calibration.py``): false-claim rate under that null 4.1% /
+5.1% / 4.6% with 2 / 3 / 5 seeds per cell (the percentile bootstrap it replaces: 13.2% / 7.2% / 4.1%);
 power against a 3-point mean-regret difference spread over three cells 50% / 73% / 95%. The
 assumptions and limits (a difference confined to one cell, unequal seed noise) are in
 ``studies.analysis.verdict``.
@@ -34,8 +34,8 @@ Conventions (the evidence behind each number):
   had: its last finite test accuracy, and its curve stays at that value for the remaining
   epochs. One that never reported a finite accuracy (it diverged in its first epoch) counts
   with ``no_accuracy_pct``: 0 by default, chance level (10% for the ten-class datasets) when
-  ``studies.analysis.report`` knows the dataset, as a diverged network's argmax is no better. ``failed``
-  trials (crashes, not the optimizer's doing) and ``running``/``pending`` ones are counted but
+  ``studies.analysis.report`` knows the dataset, as a diverged network's argmax is no better.
+  ``failed`` trials (crashes, not the optimizer's doing) and ``running``/``pending`` ones are counted but
   not averaged.
 - The test enumerates every relabelling up to 20,000 and draws ``draws`` at random above that
   with a fixed RNG seed, so a summary is reproducible.

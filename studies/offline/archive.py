@@ -24,7 +24,8 @@ SPLITS: tuple[str, ...] = ("train", "test")
 
 
 def cifar10_present(data_dir: Path) -> bool:
-    """The image-folder layout is there (``studies.workloads.cifar10`` decides whether it is whole)."""
+    """The image-folder layout is there (``studies.workloads.cifar10`` decides whether it is
+    whole)."""
     return all((data_dir / "cifar10" / split).is_dir() for split in SPLITS)
 
 

@@ -1,12 +1,13 @@
 """Training a pack of configurations, and the check that packing changes nothing.
 
 ``train_pack`` is the one seam between the offline commands and the pack runner
-(``studies.training.pack.run_pack``, issue "Packed trials"): every configuration of the pack trains as
-one program on one device. While that module (or ``radam.packed``, which it needs) is not in the tree, it falls back to training the
-configurations one after another with ``studies.training.trial.run_trial`` (epoch by epoch, so the
-per-epoch callback sees every member as it would in a pack) and says so: ``packed()`` is false
-and the results record ``"packed": false`` (``packed()``). That fallback exists for plumbing on a branch
-without the pack runner, not for a GPU run.
+(``studies.training.pack.run_pack``, issue "Packed trials"): every configuration of the pack
+trains as one program on one device. While that module (or ``radam.packed``, which it needs)
+is not in the tree, it falls back to training the configurations one after another with
+``studies.training.trial.run_trial`` (epoch by epoch, so the per-epoch callback sees every
+member as it would in a pack) and says so: ``packed()`` is false and the results record
+``"packed": false`` (``packed()``). That fallback exists for plumbing on a branch without the
+pack runner, not for a GPU run.
 
 ``parity_check`` trains a few configurations for one epoch both packed and one at a time and
 compares their first-epoch metrics: equal up to rounding in float32 on the CPU, within bf16
@@ -43,8 +44,8 @@ TOLERANCES: dict[str, dict[str, float]] = {
 
 @functools.cache
 def pack_runner() -> Callable[..., list[Rows]] | None:
-    """``studies.training.pack.run_pack``, or None while it (or ``radam.packed``, which it needs) is not
-    in the tree. Any other import error is a bug and propagates."""
+    """``studies.training.pack.run_pack``, or None while it (or ``radam.packed``, which it
+    needs) is not in the tree. Any other import error is a bug and propagates."""
     try:
         from studies.training.pack import run_pack  # type: ignore[import-not-found,unused-ignore]
     except ModuleNotFoundError as exc:

@@ -22,7 +22,6 @@ Split along its seams:
 What it claims (checked in tests/studies/runner/ and tests/studies/cli/test_cli_run.py, on real
 Ray and SQLite MLflow):
 
-
 - A grid is one ``tune.grid_search`` over the spec's ``TrialConfig`` points (the spec decides
   which optimizers cross which warmups); an ``optuna`` study is ``OptunaSearch`` (TPE, RDB
   storage ``paths.optuna_storage()``, one Optuna study per study id) over the optimizer, the

@@ -69,7 +69,8 @@ def check_cluster(spec: StudySpec) -> None:
 
 def resolve_pack_size(spec: StudySpec, *, pending: int) -> int:
     """The spec's ``pack_size``, with ``auto`` decided for this cluster: the pending grid
-    points spread over the trials the cluster runs at once (``studies.training.pack.auto_pack_size``).
+    points spread over the trials the cluster runs at once
+    (``studies.training.pack_plan.auto_pack_size``).
     Optuna studies run one configuration per trial."""
     if spec.search.kind != "grid":
         return 1

@@ -21,8 +21,8 @@ TrainableFn = Callable[[dict[str, Any]], None]
 
 
 class TuneSession:
-    """Reports and checkpoints a trial's epochs through Ray Tune (``studies.training.trial`` has
-    no Ray Tune import of its own)."""
+    """Reports and checkpoints a trial's epochs through Ray Tune (``studies.training`` has no
+    Ray Tune import of its own)."""
 
     def report(self, metrics: dict[str, Any], state: TrialState) -> None:
         with tempfile.TemporaryDirectory(prefix="trial-state-") as tmp:
@@ -39,8 +39,8 @@ class TuneSession:
 
 class TunePackSession:
     """Reports and checkpoints a pack's epochs through Ray Tune: one result per epoch holding
-    every member's row and status (``studies.training.pack.pack_result``), one checkpoint holding every
-    member's state."""
+    every member's row and status (``studies.training.trainables.pack_result``), one checkpoint
+    holding every member's state."""
 
     def report(self, rows: list[dict[str, Any] | None], state: PackState) -> None:
         with tempfile.TemporaryDirectory(prefix="pack-state-") as tmp:

@@ -16,9 +16,10 @@ What it claims (checked in tests/studies/training/test_pack.py, float64 on the C
 over two epochs for ``resnet20``, ``cnn`` and ``mlp`` with warmups; float32 to 1e-4):
 
 - Member k's per-epoch curve is the one ``run_trial(spec, configs[k])`` gives: the same
-  initialisation (``studies.training.trial_state.init_model``, from its own seed), the same batches and
-  augmentation (``studies.workloads.batching.batches`` with its own generator), the same lr schedule
-  (``trial_schedule``: warmup x step decay, per member), the same divergence rule.
+  initialisation (``studies.training.trial_state.init_model``, from its own seed), the same
+  batches and augmentation (``studies.workloads.batching.batches`` with its own generator),
+  the same lr schedule (``trial_schedule``: warmup x step decay, per member), the same
+  divergence rule.
 - A member that diverges is frozen (its parameters, optimizer state and BatchNorm statistics
   stay as they were at its divergence) and recorded as diverged at its epoch; the others go on.
   A member whose setup raises (e.g. a linear warmup of 0 steps) is recorded failed with its

@@ -1,7 +1,8 @@
 """A pack's state: its members (config, status, time), their stacked networks, optimizer,
 schedules and generators (``PackState``), how a pack is built from a study's grid points
 (``build_pack``: each member initialised as ``run_trial`` would initialise it), and its
-checkpoint (``state_dict``/``load_state_dict``, ``save``/``read``). ``studies.training.pack`` trains it.
+checkpoint (``state_dict``/``load_state_dict``, ``save``/``read``). ``studies.training.pack``
+trains it.
 """
 
 from __future__ import annotations
