@@ -5,7 +5,7 @@ Use a store: ``store_for(tracking_uri)`` gives the ``StudyStore`` of a tracking 
 ``store`` for the contract); the statuses are ``studies.status``'s. The package is split along
 the store's seams: ``connection`` (client, tags, errors), ``studies`` (parent runs), ``trials``
 (nested runs), ``reads`` (live trial reads: SQL tables straight, or a tracking server's bulk
-endpoint), ``snapshots`` (``trials.json``), ``artifacts``, ``links`` (MLflow UI addresses).
+endpoint), ``snapshots`` (``trials.json``), ``artifacts``, ``links`` (MLflow UI addresses and the view they open).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from studies.errors import StudyNotFoundError, TrackingError
 from studies.tracking.artifacts import ArtifactNotFoundError
 from studies.tracking.connection import DEFAULT_EXPERIMENT
-from studies.tracking.links import compare_runs_url, study_run_url, study_ui_url
+from studies.tracking.links import study_charts_url, study_run_url, study_ui_url
 from studies.tracking.snapshots import trials_from_json, trials_to_json
 from studies.tracking.store import MlflowStudyStore, StudyStore, forget_stores, store_for
 from studies.tracking.studies import flatten
@@ -25,10 +25,10 @@ __all__ = [
     "StudyNotFoundError",
     "StudyStore",
     "TrackingError",
-    "compare_runs_url",
     "flatten",
     "forget_stores",
     "store_for",
+    "study_charts_url",
     "study_run_url",
     "study_ui_url",
     "trials_from_json",
