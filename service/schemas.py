@@ -58,7 +58,10 @@ class Links(BaseModel):
     figures: dict[str, str]
     cancel: str
     mlflow_run: str | None = None  # the study's parent run in the MLflow UI
-    mlflow_compare: str | None = None  # the MLflow view comparing the study's trial runs
+    # the study's trial runs in the MLflow UI: compared in charts (its axes against its metric
+    # first), and as a table sorted by the metric (studies.tracking.links)
+    mlflow_compare: str | None = None
+    mlflow_trials: str | None = None
     ray_job: str | None = None  # the study's Ray job (dashboard)
 
 

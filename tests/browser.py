@@ -7,9 +7,11 @@ to nothing, so a page that needs a CDN shows it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -27,9 +29,7 @@ def browser() -> str:
     )
 
 
-def dump_dom(url: str, *, budget_ms: int = 15_000, timeout_s: float = 120.0) -> str:
-    """The rendered DOM of ``url`` once ``budget_ms`` of virtual time has passed (the page's
-    JavaScript runs, fetches and renders in that time)."""
+def _run(url: str, action: list[str], *, budget_ms: int, timeout_s: float, window: str) -> str:
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         command = [
             browser(),
@@ -43,9 +43,10 @@ def dump_dom(url: str, *, budget_ms: int = 15_000, timeout_s: float = 120.0) -> 
             "--disable-sync",
             "--disable-dev-shm-usage",
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-            f"--user-data-dir={profile}",
+            f"--user-data-dir={profile}",  # fresh: no remembered MLflow UI state
+            f"--window-size={window}",
             f"--virtual-time-budget={budget_ms}",
-            "--dump-dom",
+            *action,
             url,
         ]
         result = subprocess.run(
@@ -54,3 +55,35 @@ def dump_dom(url: str, *, budget_ms: int = 15_000, timeout_s: float = 120.0) -> 
     if result.returncode != 0:
         raise AssertionError(f"chromium exited {result.returncode}: {result.stderr[-2000:]}")
     return result.stdout
+
+
+def dump_dom(
+    url: str, *, budget_ms: int = 15_000, timeout_s: float = 120.0, window: str = "1600,1200"
+) -> str:
+    """The rendered DOM of ``url`` once ``budget_ms`` of virtual time has passed (the page's
+    JavaScript runs, fetches and renders in that time)."""
+    return _run(url, ["--dump-dom"], budget_ms=budget_ms, timeout_s=timeout_s, window=window)
+
+
+def screenshot(
+    url: str,
+    path: Path,
+    *,
+    budget_ms: int = 15_000,
+    timeout_s: float = 120.0,
+    window: str = "1600,1200",
+) -> Path:
+    """A PNG of what ``url`` shows in a ``window``-sized browser after ``budget_ms``: for a
+    person to look at (the tests assert on the DOM)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    action = [f"--screenshot={path}"]
+    _run(url, action, budget_ms=budget_ms, timeout_s=timeout_s, window=window)
+    if not path.is_file():
+        raise AssertionError(f"chromium wrote no screenshot of {url}")
+    return path
+
+
+def page_text(dom: str) -> str:
+    """What a person reads on the page: the DOM without scripts, styles and tags."""
+    dom = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))

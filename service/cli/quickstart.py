@@ -127,6 +127,7 @@ def follow(client: httpx.Client, *, preset: str, overrides: dict[str, Any]) -> i
     for name in ("figure6.png", "lr_sensitivity.png", "expected_max.png"):
         _say(f"figure (service):  {client.base_url}{links['figures'][name]}")
     _say(f"MLflow comparison: {links.get('mlflow_compare')}")
+    _say(f"MLflow trials:     {links.get('mlflow_trials')}")
     _say(f"MLflow study run:  {links.get('mlflow_run')}")
     _say(f"Ray job:           {links.get('ray_job')}")
     _say(f"trials CSV:        {client.base_url}{links['trials']}?format=csv")

@@ -148,13 +148,7 @@ def _public(view: StudyView, runtime: Runtime) -> StudyPublic:
     total = spec_total(record)
     counts = progress_counts(trials, total=total, study_ended=view.status.terminal)
     return StudyPublic(
-        **_brief(view, runtime).model_dump(exclude={"links"}),
-        links=study_links(
-            record,
-            mlflow_ui=runtime.mlflow_ui_url,
-            ray_dashboard=runtime.ray_dashboard,
-            trials=trials,
-        ),
+        **dict(_brief(view, runtime)),
         spec=record.spec,
         progress=Progress(**counts),
         best=_best(trials),

@@ -6,7 +6,8 @@ states the contract every backend keeps, ``mlflow_store`` implements it); the st
 ``studies.status``'s. The package is split along the store's seams: ``connection`` (client,
 tags, errors), ``studies`` (parent runs), ``trials`` (nested runs), ``epochs`` (metric rows in
 bulk), ``reads`` (live trial reads: SQL tables straight, or a tracking server's bulk endpoint),
-``snapshots`` (``trials.json``), ``artifacts``, ``links`` (MLflow UI addresses).
+``snapshots`` (``trials.json``), ``artifacts``, ``links`` (MLflow UI addresses and the
+shared view they open).
 
 May import: mlflow and the vocabulary (``studies.errors``, ``results``, ``status``); no other
 stage. The package exports the store, the links, the snapshot codec and its errors.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from studies.errors import StudyNotFoundError, TrackingError
 from studies.tracking.artifacts import ArtifactNotFoundError
 from studies.tracking.connection import DEFAULT_EXPERIMENT
-from studies.tracking.links import compare_runs_url, study_run_url, study_ui_url
+from studies.tracking.links import study_charts_url, study_run_url, study_ui_url
 from studies.tracking.mlflow_store import MlflowStudyStore, forget_stores, store_for
 from studies.tracking.snapshots import trials_from_json, trials_to_json
 from studies.tracking.store import StudyStore
@@ -30,10 +31,10 @@ __all__ = [
     "StudyNotFoundError",
     "StudyStore",
     "TrackingError",
-    "compare_runs_url",
     "flatten",
     "forget_stores",
     "store_for",
+    "study_charts_url",
     "study_run_url",
     "study_ui_url",
     "trials_from_json",

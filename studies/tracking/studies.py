@@ -9,6 +9,7 @@ the spec flattened as params.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from mlflow.entities import Param, Run, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from studies.errors import TrackingError
@@ -52,6 +54,7 @@ from studies.tracking.connection import (
     quoted,
     truncate,
 )
+from studies.tracking.links import study_view, view_tag_key
 
 # The run statuses a study with each status may have: its own; an active study's run may
 # still be RUNNING as MLflow opened it; a study just made terminal may not be closed yet.
@@ -165,6 +168,9 @@ def _write_details(
         client.log_batch(run_id, params=chunk, synchronous=True)
     if spec_artifact:
         _write_spec_artifact(client, run_id, spec)
+    # the view the study's MLflow links open (studies.tracking.links): on the experiment, where
+    # MLflow's UI looks for a shared view's state
+    client.set_experiment_tag(run.info.experiment_id, *study_view(run_id, spec))
     # MLflow opens every run RUNNING; a queued study's run is SCHEDULED until its runner
     # starts (only then: a study that started or ended meanwhile keeps its status)
     if tags_of(run).get(TAG_STATUS) == StudyStatus.QUEUED and run.info.status == "RUNNING":
@@ -330,4 +336,6 @@ def delete_study(conn: Connection, study_id: str) -> None:
         if not token:
             break
     client.delete_run(parent_id)
+    with contextlib.suppress(MlflowException):  # a study made before the view tag existed
+        client.delete_experiment_tag(parent.info.experiment_id, view_tag_key(parent_id))
     conn.forget_study(study_id)

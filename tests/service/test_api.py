@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -155,12 +154,17 @@ def test_mlflow_record_is_complete(home: Path, finished: dict[str, Any]) -> None
     assert json.loads(spec) == finished["spec"]
 
 
-def test_mlflow_links_show_the_trial_runs(home: Path, finished: dict[str, Any]) -> None:
+def test_mlflow_links_land_where_a_researcher_looks(
+    home: Path, finished: dict[str, Any], tmp_path: Path
+) -> None:
     """Each MLflow link the service answers with (and the quickstart prints), opened in
-    headless Chromium against a real ``mlflow server`` on this study's store, shows the
-    study's runs, not MLflow's GenAI overview."""
+    headless Chromium against a real ``mlflow server`` on this study's store (SQLite): the
+    comparison's first chart plots the study's axes against test_acc, the trials table lists
+    every trial best first, the study run is in the model-training layout (tests/mlflow_pages.py;
+    screenshots under ``tmp_path``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from browser import browser, dump_dom
+    from browser import browser
+    from mlflow_pages import Trial, assert_researcher_view, open_study_links
 
     from service.links import study_links
     from service.processes.mlflow_ui import MlflowUi
@@ -168,36 +172,31 @@ def test_mlflow_links_show_the_trial_runs(home: Path, finished: dict[str, Any]) 
     browser()
     uri = f"sqlite:///{home / 'mlflow.db'}"
     record = tracking.store_for(uri).get_study(finished["id"])
-    trials = list(tracking.store_for(uri).load_trials(finished["id"]))
-    names = [t.trial_id for t in trials]
+    trials = [
+        Trial(t.trial_id, t.history["test_acc"][-1])
+        for t in tracking.store_for(uri).load_trials(finished["id"])
+    ]
     ui = MlflowUi(tracking_uri=uri, artifacts_dir=home / "mlartifacts", log_dir=home / "ui-logs")
     ui.start(wait_s=180)
     try:
-        links = study_links(record, mlflow_ui=ui.url, ray_dashboard=None, trials=trials)
-        before_trials = study_links(record, mlflow_ui=ui.url, ray_dashboard=None)
-        pages = {
-            "compare": links.mlflow_compare,
-            "study run": links.mlflow_run,
-            "study runs table": before_trials.mlflow_compare,
-        }
-        doms = {label: _text(dump_dom(str(url), budget_ms=30_000)) for label, url in pages.items()}
+        links = study_links(record, mlflow_ui=ui.url, ray_dashboard=None)
+        assert links.mlflow_compare and links.mlflow_trials and links.mlflow_run
+        seen = open_study_links(
+            compare=links.mlflow_compare,
+            trials=links.mlflow_trials,
+            run=links.mlflow_run,
+            shots=tmp_path,
+        )
     finally:
         ui.stop()
-    for label, text in doms.items():
-        assert "Token Usage" not in text and "Tokens per Trace" not in text, label  # GenAI
-    assert all(name in doms["compare"] for name in names), doms["compare"][:2000]
-    assert f"Comparing {len(names)} Runs" in doms["compare"]
-    assert record.name in doms["study run"] and any(n in doms["study run"] for n in names)
-    # the runs table: the study's run with its trials nested under it (the trials' parent
-    # is fetched to group them), and nothing else of the experiment
-    table = doms["study runs table"]
-    assert record.name in table and f"{len(names) + 1} matching runs" in table, table[:2000]
-
-
-def _text(dom: str) -> str:
-    """What a person reads on the page: the DOM without scripts, styles and tags."""
-    dom = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+    # the digits study: 2 optimizers x 2 learning rates, one seed, no warmup
+    assert_researcher_view(
+        seen,
+        study_name=record.name,
+        experiment="robustness",
+        trials=trials,
+        axes=["optimizer", "lr"],
+    )
 
 
 # ---- the front door ----

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import requests
@@ -425,19 +426,78 @@ def test_log_study_artifacts(uri: str, experiment: str, tmp_path: Path) -> None:
 
 
 def test_ui_urls_follow_mlflow_routes(uri: str, experiment: str) -> None:
+    """The table and charts links name the study's view (MLflow's viewStateShareKey: the
+    parent run's id) and nothing the UI would take instead of it (a search facet in the URL
+    makes MLflow 3.17 ignore a shared view); every link asks for the model-training layout."""
     record = tracking.store_for(uri).create_study(SPEC, experiment=experiment)
-    url = tracking.study_ui_url(record, ui_base="http://mlflow:5000/")
-    assert url.startswith(
-        f"http://mlflow:5000/#/experiments/{record.experiment_id}/runs?searchFilter="
+    base = f"http://mlflow:5000/#/experiments/{record.experiment_id}/runs"
+    layout = "workflowType=machine_learning"  # not the GenAI overview or "Evaluation runs"
+    assert tracking.study_ui_url(record, ui_base="http://mlflow:5000/") == (
+        f"{base}?viewStateShareKey={record.run_id}&compareRunsMode=TABLE&{layout}"
     )
-    assert url.endswith("&workflowType=machine_learning")  # not the GenAI overview
-    assert requests.utils.unquote(url.split("searchFilter=")[1].split("&")[0]) == (
-        f"tags.`mlflow.parentRunId` = '{record.run_id}'"
+    assert tracking.study_charts_url(record, ui_base="http://mlflow:5000") == (
+        f"{base}?viewStateShareKey={record.run_id}&compareRunsMode=CHART&{layout}"
     )
-    compare = tracking.compare_runs_url(record, ["a1", "b2"], ui_base="http://mlflow:5000")
-    query = requests.utils.unquote(compare.split("?", 1)[1])
-    assert compare.startswith("http://mlflow:5000/#/compare-runs?")
-    assert query == f'runs=["a1","b2"]&experiments=["{record.experiment_id}"]'
+    assert tracking.study_run_url(record, ui_base="http://mlflow:5000") == (
+        f"{base}/{record.run_id}?{layout}"
+    )
+
+
+def _view_of(uri: str, record_experiment: str, run_id: str) -> dict[str, Any]:
+    tags = MlflowClient(uri).get_experiment(record_experiment).tags
+    return cast(dict[str, Any], json.loads(tags[f"mlflow.sharedViewState.{run_id}"]))
+
+
+@pytest.mark.parametrize(
+    ("preset", "axes"),
+    [
+        ("figure6", ["optimizer", "lr", "seed"]),
+        ("figure7", ["optimizer", "lr", "warmup", "warmup_steps", "seed"]),
+    ],
+)
+def test_a_study_writes_the_view_its_links_open(
+    uri: str, experiment: str, preset: str, axes: list[str]
+) -> None:
+    """The experiment tag MLflow's UI reads for ``viewStateShareKey``: the study's trials,
+    sorted by its metric (test accuracy, best first: a sorted table is not folded under the
+    parent run), its axes and metrics as columns, every run in the charts, and a parallel-
+    coordinates chart of the axes the grid varies against test_acc first. Written with the
+    study's details, on either road (all at once, or the service's later write)."""
+    from studies.presets import get_preset
+
+    spec = get_preset(preset).to_dict()
+    store = tracking.store_for(uri)
+    at_once = store.create_study(spec, experiment=experiment)
+    later = store.create_study(spec, experiment=experiment, details=False)
+    assert f"mlflow.sharedViewState.{later.run_id}" not in (
+        MlflowClient(uri).get_experiment(later.experiment_id).tags
+    )
+    store.write_study_details(later.study_id)
+    for record in (at_once, later):
+        view = _view_of(uri, record.experiment_id, record.run_id)
+        assert view["searchFilter"] == f"tags.`mlflow.parentRunId` = '{record.run_id}'"
+        assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`test_acc`", False)
+        assert view["selectedColumns"] == [f"params.`{a}`" for a in axes] + [
+            "metrics.`test_acc`",
+            "metrics.`test_loss`",
+            "metrics.`train_loss`",
+        ]
+        assert view["runsHiddenMode"] == "SHOW_ALL"
+        first, second = view["compareRunCharts"][:2]
+        assert first["type"] == "PARALLEL"
+        assert (first["selectedParams"], first["selectedMetrics"]) == (axes, ["test_acc"])
+        assert (second["type"], second["metricKey"]) == ("LINE", "test_acc")
+        sections = {s["uuid"] for s in view["compareRunSections"]}
+        assert {c["metricSectionId"] for c in view["compareRunCharts"]} <= sections
+
+
+def test_deleting_a_study_deletes_its_view(uri: str, experiment: str) -> None:
+    store = tracking.store_for(uri)
+    record = store.create_study(SPEC, experiment=experiment)
+    assert _view_of(uri, record.experiment_id, record.run_id)
+    store.delete_study(record.study_id)
+    tags = MlflowClient(uri).get_experiment(record.experiment_id).tags
+    assert f"mlflow.sharedViewState.{record.run_id}" not in tags
 
 
 def test_bad_uri_and_unreachable_server_raise_tracking_error() -> None:
