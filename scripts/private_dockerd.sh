@@ -73,6 +73,7 @@ start() {
 stop() {
   local pid deadline
   if ! pid="$(running_pid)"; then
+    unmount_leftovers
     echo "private_dockerd: not running" >&2
     return 0
   fi
@@ -83,7 +84,19 @@ stop() {
     echo "private_dockerd: pid $pid still running after 60 s: SIGKILL" >&2
     kill -KILL "$pid" 2>/dev/null || true
   fi
+  unmount_leftovers
   echo "private_dockerd: stopped (pid $pid)" >&2
+}
+
+# What the daemon leaves mounted under its root once it is gone: the host's network namespace
+# bound at exec/netns/default (libnetwork does not unmount it), an overlay of a container that
+# was not stopped. Deepest first, so that `rm -rf` (make clean) can remove the folder.
+unmount_leftovers() {
+  local target
+  awk -v root="$ROOT/" 'index($5, root) == 1 { print $5 }' /proc/self/mountinfo \
+    | sort -r | while read -r target; do
+        umount "$target" 2>/dev/null || umount -l "$target" 2>/dev/null || true
+      done
 }
 
 case "${1:-}" in

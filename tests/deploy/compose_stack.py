@@ -106,15 +106,16 @@ class PrivateDockerd:
         return run([str(PRIVATE_DOCKERD), "du"], env=self.env).stdout.split()[0]
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
+def _free_port() -> int:
+    """A port free on every address (a bind to the wildcard fails if any address holds it)."""
     with socket.socket() as probe:
-        probe.bind((host, 0))
+        probe.bind(("0.0.0.0", 0))
         port: int = probe.getsockname()[1]
         return port
 
 
-def _free_range(host: str, span: int, taken: set[int]) -> int:
-    """The first port of ``span`` consecutive ports free on ``host`` (and not in ``taken``)."""
+def _free_range(span: int, taken: set[int]) -> int:
+    """The first of ``span`` consecutive ports free on every address (and not in ``taken``)."""
     for start in range(31000 + (os.getpid() % 40) * 200, 60000, span):
         ports = range(start, start + span)
         if taken & set(ports):
@@ -124,14 +125,14 @@ def _free_range(host: str, span: int, taken: set[int]) -> int:
             for port in ports:
                 probe = socket.socket()
                 probes.append(probe)
-                probe.bind((host, port))
+                probe.bind(("0.0.0.0", port))
             return start
         except OSError:
             continue
         finally:
             for probe in probes:
                 probe.close()
-    raise RuntimeError(f"no {span} consecutive free ports on {host}")
+    raise RuntimeError(f"no {span} consecutive free ports")
 
 
 def _load_variants() -> Any:
@@ -156,27 +157,42 @@ class ComposeStack:
         self.file = workdir / "docker-compose.loopback.yml"
         self.env_file = workdir / "stack.env"
         self.data_dir = workdir / "data"
-        variants = _load_variants()
-        self.file.write_text(variants.render("loopback"))
+        self.variants = _load_variants()
+        self.file.write_text(self.variants.render("loopback"))
+        self.api_token = secrets.token_hex(24)
+        self.secrets = {
+            "API_TOKEN": self.api_token,
+            "RAY_AUTH_TOKEN": secrets.token_hex(32),
+            "POSTGRES_PASSWORD": secrets.token_hex(16),
+        }
+        self.ports: dict[str, int] = {}
+        self.choose_ports()
+        raw = self.data_dir / "fashion_mnist" / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for source in fashion_mnist.iterdir():
+            if source.is_file():
+                shutil.copyfile(source, raw / source.name)
+
+    def choose_ports(self) -> None:
+        """Free ports for every listener, written to the env file. Called again just before the
+        first `up` (the builds take minutes, and the host's ports are shared). Probed on the
+        wildcard address: Ray's gRPC servers bind all interfaces whatever their node address."""
         ports: dict[str, int] = {}
-        for var in variants.loopback_variables():
+        for var in self.variants.loopback_variables():
             if var.endswith("_MIN_WORKER_PORT"):
                 continue
             if var.endswith("_MAX_WORKER_PORT"):
-                low = _free_range(RAY_IP, WORKER_PORT_SPAN, set(ports.values()))
+                low = _free_range(WORKER_PORT_SPAN, set(ports.values()))
                 ports[var.replace("_MAX_", "_MIN_")] = low
                 ports[var] = low + WORKER_PORT_SPAN - 1
                 continue
-            port = _free_port(RAY_IP if "_RAY_" in var else "127.0.0.1")
+            port = _free_port()
             while port in ports.values():
                 port = _free_port()
             ports[var] = port
         self.ports = ports
-        self.api_token = secrets.token_hex(24)
         self.values = {
-            "API_TOKEN": self.api_token,
-            "RAY_AUTH_TOKEN": secrets.token_hex(32),
-            "POSTGRES_PASSWORD": secrets.token_hex(16),
+            **self.secrets,
             "DATA_DIR_HOST": str(self.data_dir),
             # Docker cannot raise a container's open-files limit above the host's hard limit
             # (here 20000: "error setting rlimit type 7: operation not permitted").
@@ -185,11 +201,6 @@ class ComposeStack:
             **{name: str(port) for name, port in ports.items()},
         }
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.values.items()))
-        raw = self.data_dir / "fashion_mnist" / "FashionMNIST" / "raw"
-        raw.mkdir(parents=True, exist_ok=True)
-        for source in fashion_mnist.iterdir():
-            if source.is_file():
-                shutil.copyfile(source, raw / source.name)
 
     # --- addresses (the hook for browser checks: mlflow_url is the stack's MLflow UI) ---------
 
@@ -264,8 +275,13 @@ class ComposeStack:
         self.docker("image", "prune", "--force", timeout=600)
 
     def up(self, what: str = "up") -> None:
+        if what == "up":
+            self.choose_ports()
         with self.timed(what):
-            self.compose("up", "-d", "--no-build", timeout=300)
+            try:
+                self.compose("up", "-d", "--no-build", timeout=600)
+            except CommandError as exc:
+                raise CommandError(f"{exc}\n{self.logs(tail=25)}") from None
             self.wait_healthy()
 
     def container(self, service: str) -> str:

@@ -51,6 +51,15 @@ def ray_cluster() -> Iterator[RayCluster]:
 COMPOSE_TEST_ENV = "ROBUSTNESS_COMPOSE_TEST"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on the compose stack last, together, in their order: the stack (five
+    containers, their healthchecks) then runs alone, and the session's end takes it down."""
+    on_stack = [item for item in items if "compose_stack" in getattr(item, "fixturenames", ())]
+    if on_stack:
+        rest = [item for item in items if item not in on_stack]
+        items[:] = rest + on_stack
+
+
 def _skip_or_fail(reason: str) -> None:
     if os.environ.get(COMPOSE_TEST_ENV) == "1":
         pytest.fail(f"{COMPOSE_TEST_ENV}=1, but {reason}", pytrace=False)
