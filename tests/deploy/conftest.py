@@ -104,11 +104,12 @@ def compose_stack() -> Iterator[object]:
         stack.up()
         yield stack
     finally:
-        if stack is not None:
-            try:
+        try:
+            if stack is not None:
                 stack.down(volumes=True)
-            finally:
+        finally:
+            if stack is not None:
                 stack.timings["data-root"] = dockerd.data_root_size()  # type: ignore[assignment]
                 (workdir / "timings.json").write_text(json.dumps(stack.timings, indent=2))
                 print(f"compose stack timings (s): {stack.timings}", file=sys.stderr)
-        dockerd.stop()
+            dockerd.stop()  # by its pid, when this session started it
