@@ -1,12 +1,17 @@
 #!/bin/bash
 # The project image's entrypoint: one role per container.
 #
-#   api         the FastAPI service in cluster mode (RAY_ADDRESS, MLFLOW_TRACKING_URI, ...)
-#   ray-head    Ray's head: GCS on 6379, dashboard and Jobs API on 8265; runs no trials
+#   api         the FastAPI service in cluster mode (RAY_ADDRESS, MLFLOW_TRACKING_URI, ...) on
+#               API_HOST:API_PORT (default 0.0.0.0:8000)
+#   ray-head    Ray's head: GCS on RAY_GCS_PORT (6379), dashboard and Jobs API on
+#               RAY_DASHBOARD_HOST:RAY_DASHBOARD_LISTEN_PORT (0.0.0.0:8265); runs no trials
 #               (--num-cpus=0 --num-gpus=0) unless RAY_HEAD_NUM_CPUS says otherwise
 #   ray-worker  a Ray worker joining RAY_HEAD_ADDRESS (default ray-head:6379); it offers the
 #               GPUs the container was given (RAY_WORKER_NUM_GPUS / _NUM_CPUS override)
 #   anything else is run as a command (e.g. `robustness run figure6 ...`).
+# Arguments after a role go to its command (`ray-worker --node-ip-address=...`). The defaults
+# suit a container on a compose network; the host-network variant the compose test runs
+# (scripts/compose_variants.py loopback) moves every listener to loopback with these.
 #
 # Started as root, it makes the writable directories (volumes and bind mounts arrive
 # root-owned) and then drops to the unprivileged user `robustness`.
@@ -48,18 +53,18 @@ case "$role" in
   api)
     shift || true
     prepare_dirs
-    run robustness serve --host 0.0.0.0 --port "${API_PORT:-8000}" "$@"
+    run robustness serve --host "${API_HOST:-0.0.0.0}" --port "${API_PORT:-8000}" "$@"
     ;;
   ray-head)
     shift
     require_ray_token
     prepare_dirs
     run ray start --head \
-      --port=6379 \
+      --port="${RAY_GCS_PORT:-6379}" \
       --num-cpus="${RAY_HEAD_NUM_CPUS:-0}" \
       --num-gpus=0 \
-      --dashboard-host=0.0.0.0 \
-      --dashboard-port=8265 \
+      --dashboard-host="${RAY_DASHBOARD_HOST:-0.0.0.0}" \
+      --dashboard-port="${RAY_DASHBOARD_LISTEN_PORT:-8265}" \
       --disable-usage-stats \
       --block "$@"
     ;;

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # A small MLflow tracking server: mlflow 3.17.2 (the client's version) with the Postgres driver.
 #
 #   docker build -f docker/mlflow.Dockerfile -t radam-robustness-mlflow docker

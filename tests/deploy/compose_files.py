@@ -3,7 +3,8 @@
 No Docker engine runs where the tests run, so the files are checked here instead:
 
 - ``load(path, env)`` parses YAML (merge keys ``<<:`` included) and interpolates every string
-  value with compose's syntax: ``$$`` (a literal ``$``), ``$VAR``, ``${VAR}``,
+  value with compose's syntax (then, as compose does, turns the integer fields that may hold
+  a variable, ``ulimits``, back into integers): ``$$`` (a literal ``$``), ``$VAR``, ``${VAR}``,
   ``${VAR:-default}`` / ``${VAR-default}``, ``${VAR:?error}`` / ``${VAR?error}`` (required:
   raises ``MissingVariableError``, as compose refuses to start), ``${VAR:+alt}`` /
   ``${VAR+alt}``. Like compose, keys and comments are not interpolated. Nested references
@@ -125,10 +126,28 @@ def raw(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _cast_integers(doc: dict[str, Any]) -> dict[str, Any]:
+    """What compose casts after interpolation (compose/config/interpolation.py): a service's
+    ``ulimits`` values and their ``soft``/``hard``. A value that is no integer stays a string
+    (the schema then says so)."""
+
+    def to_int(value: Any) -> Any:
+        return int(value) if isinstance(value, str) and re.fullmatch(r"-?\d+", value) else value
+
+    for service in (doc.get("services") or {}).values():
+        if not isinstance(service, dict) or not isinstance(service.get("ulimits"), dict):
+            continue
+        for name, limit in service["ulimits"].items():
+            if isinstance(limit, dict):
+                service["ulimits"][name] = {key: to_int(value) for key, value in limit.items()}
+            else:
+                service["ulimits"][name] = to_int(limit)
+    return doc
+
+
 def load(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     """The parsed, interpolated document (extension fields ``x-*`` included)."""
-    result: dict[str, Any] = _walk(raw(path), env, "")
-    return result
+    return _cast_integers(_walk(raw(path), env, ""))
 
 
 def references(path: Path) -> list[Reference]:

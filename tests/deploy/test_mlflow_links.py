@@ -28,7 +28,7 @@ def test_mlflow_links_land_where_a_researcher_looks(
     from service.links import study_links
     from studies import tracking
     from studies.presets import apply_overrides, get_preset
-    from studies.runner import trial_params
+    from studies.spec import trial_params
 
     browser()
     # Figure 6's grid, made small: 2 optimizers x 3 learning rates x 2 seeds

@@ -1,4 +1,5 @@
-"""The shell scripts that ship: the image's entrypoint, Postgres' init script, the GPU smoke.
+"""The shell scripts that ship: the image's entrypoint, Postgres' init script, the GPU smoke,
+the compose test's engine and base images, and the stand-in Postgres image's entrypoint.
 
 The entrypoint is run for real with ``ray`` and ``robustness`` replaced by recorders on PATH
 (they are outside the thing under test: what matters is the command line each role builds, the
@@ -26,6 +27,10 @@ SCRIPTS = [
     REPO / "docker" / "postgres" / "10-optuna.sh",
     REPO / "scripts" / "gpu_smoke.sh",
     REPO / "scripts" / "figure6_gpu.sh",
+    REPO / "scripts" / "private_dockerd.sh",
+    REPO / "scripts" / "docker_base_images.sh",
+    REPO / "scripts" / "test_deps.sh",
+    REPO / "docker" / "standin" / "postgres-entrypoint.sh",
 ]
 RECORDER = """#!/bin/bash
 python3 -c 'import json, os, sys; print(json.dumps({"argv": sys.argv[1:], "env": dict(os.environ)}))' "$@" >> "$RECORD"
@@ -98,6 +103,21 @@ def test_head_runs_no_trials_and_keeps_the_environment(tmp_path: Path) -> None:
     assert (tmp_path / "shared" / "ray_results").is_dir() and (tmp_path / "home").is_dir()
 
 
+def test_head_listens_where_it_is_told(tmp_path: Path) -> None:
+    # The host-network variant (scripts/compose_variants.py loopback) moves the listeners.
+    env = {
+        "RAY_GCS_PORT": "26379",
+        "RAY_DASHBOARD_HOST": "127.0.0.2",
+        "RAY_DASHBOARD_LISTEN_PORT": "28265",
+    }
+    _, (call,) = _entrypoint(tmp_path, "ray-head", "--node-ip-address=127.0.0.2", env=env)
+    argv = call["argv"]
+    for flag in ("--port=26379", "--dashboard-host=127.0.0.2", "--dashboard-port=28265"):
+        assert flag in argv
+    assert argv[-1] == "--node-ip-address=127.0.0.2"  # a role's arguments go to its command
+    assert not any(a in argv for a in ("--port=6379", "--dashboard-host=0.0.0.0"))
+
+
 def test_head_can_offer_cpus(tmp_path: Path) -> None:
     _, (call,) = _entrypoint(tmp_path, "ray-head", env={"RAY_HEAD_NUM_CPUS": "4"})
     assert "--num-cpus=4" in call["argv"]
@@ -136,6 +156,8 @@ def test_api_serves_on_all_interfaces(tmp_path: Path) -> None:
     assert call["argv"] == ["serve", "--host", "0.0.0.0", "--port", "8000"]
     _, calls = _entrypoint(tmp_path)  # the image's default command is the api
     assert calls[-1]["argv"][0] == "serve"
+    _, calls = _entrypoint(tmp_path, "api", env={"API_HOST": "127.0.0.1", "API_PORT": "28000"})
+    assert calls[-1]["argv"] == ["serve", "--host", "127.0.0.1", "--port", "28000"]
 
 
 def test_other_commands_run_as_given(tmp_path: Path) -> None:
@@ -186,8 +208,9 @@ def _compose_command() -> list[str] | None:
         ["docker-compose.yml"],
         ["docker-compose.yml", "docker/multihost.compose.yml"],
         ["docker/worker.compose.yml"],
+        ["docker-compose.cpu.yml"],
     ],
-    ids=["main", "multihost", "worker"],
+    ids=["main", "multihost", "worker", "cpu"],
 )
 def test_a_compose_implementation_accepts_the_files(files: list[str]) -> None:
     command = _compose_command()
