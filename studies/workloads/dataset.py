@@ -12,7 +12,9 @@ SUBSET_SEED = 0  # the fixed order of image-folder training images, and the digi
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """A whole dataset in memory: images normalised float32 NCHW, labels int64.
+    """A whole dataset in memory: images normalised float32 NCHW, labels int64; or text
+    (``shakespeare``): int64 windows of characters ``[N, context]`` and their next
+    characters, ``image_size`` the context, ``num_classes`` the vocabulary.
 
     ``mean``/``std`` are the per-channel statistics the images were normalised with (so that
     augmentation can pad with black and figures can undo the normalisation).
@@ -39,6 +41,12 @@ class Dataset:
         return int(self.test_x.shape[0])
 
     def __repr__(self) -> str:  # the shapes, not 60,000 images' worth of numbers
+        if self.train_x.dim() == 2:  # text: windows of characters
+            return (
+                f"Dataset({self.name!r}, train={self.num_train}, test={self.num_test}, "
+                f"context={self.image_size}, vocabulary={self.num_classes}, "
+                f"device={self.train_x.device})"
+            )
         return (
             f"Dataset({self.name!r}, train={self.num_train}, test={self.num_test}, "
             f"images={self.in_channels}x{self.image_size}x{self.image_size}, "

@@ -6,6 +6,8 @@ Claims (each checked in ``tests/studies/workloads/test_data.py``):
   image folders, the decoded folders cached), ``fashion_mnist`` (``fashion_mnist``: IDX files,
   ours or Debian's) or ``digits`` (``digits``: scikit-learn's), normalises the images once on
   the target device, and resizes them when asked (antialiased bilinear, as PIL's BILINEAR).
+  ``shakespeare`` is text (``shakespeare``: windows of characters; ``image_size`` is the
+  context length there).
 - Batches and their augmentation: ``batching``.
 - Where a dataset is looked for, in which order, and how it is fetched or imported is
   ``studies.workloads.sources``; a dataset that is not there raises ``DatasetNotFoundError`` with
@@ -35,6 +37,7 @@ from studies.workloads.fashion_mnist import (
     FASHION_MNIST_STD,
     load_fashion_mnist,
 )
+from studies.workloads.shakespeare import load_shakespeare
 from studies.workloads.sources import DATASETS
 
 
@@ -63,6 +66,8 @@ def load_dataset(
     root = Path(data_dir) if data_dir is not None else paths.data_dir()
     if download and name != "digits":
         sources.fetch(name, data_dir=root)
+    if name == "shakespeare":  # text: image_size is the context, in characters
+        return load_shakespeare(root, context=image_size, train_subset=train_subset, device=device)
     if name == "cifar10":
         raw = load_cifar10(root)
         mean, std, augment = CIFAR10_MEAN, CIFAR10_STD, True

