@@ -30,6 +30,8 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from studies.errors import SpecError
 from studies.spec_parts import (
+    TEXT_DATASETS,
+    TEXT_MODELS,
     DatasetName,
     ModelName,
     OptimizerName,
@@ -164,6 +166,13 @@ class StudySpec(StrictModel):
             raise SpecError(
                 f"{self.lr_milestones} must be epoch indices below epochs ({self.epochs})",
                 field="lr_milestones",
+            )
+        if (self.dataset in TEXT_DATASETS) != (self.model in TEXT_MODELS):
+            raise SpecError(
+                f"model {self.model!r} does not take dataset {self.dataset!r}: the text "
+                f"dataset(s) {TEXT_DATASETS} go with the models {TEXT_MODELS}, the images "
+                "with the others",
+                field="model",
             )
         if self.model == "cnn" and self.image_size is not None and self.image_size % 4:
             raise SpecError(

@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from studies.errors import SpecError
 
 OptimizerName = Literal["radam", "adam", "adamw", "sgd"]
-DatasetName = Literal["cifar10", "fashion_mnist", "digits"]
-ModelName = Literal["resnet20", "cnn", "mlp"]
+DatasetName = Literal["cifar10", "fashion_mnist", "digits", "shakespeare"]
+ModelName = Literal["resnet20", "cnn", "mlp", "transformer", "transformer_pre_ln"]
 WarmupKind = Literal["none", "linear", "untuned_linear", "untuned_exponential"]
 
 # The names as tuples, from the Literals above. They are repeated here rather than imported
@@ -25,6 +25,8 @@ OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 DATASETS: tuple[str, ...] = get_args(DatasetName)
 MODELS: tuple[str, ...] = get_args(ModelName)
 WARMUPS: tuple[str, ...] = get_args(WarmupKind)
+TEXT_DATASETS: tuple[str, ...] = ("shakespeare",)  # windows of characters, not images
+TEXT_MODELS: tuple[str, ...] = ("transformer", "transformer_pre_ln")  # for the text datasets
 
 _NO_WARMUP: tuple[WarmupKind, ...] = ("none",)
 _ADAM_FAMILY: tuple[OptimizerName, ...] = ("adam", "adamw")  # warm up by default

@@ -167,7 +167,11 @@ def default_chunk(
     them for the MLP and 8x8 images, but one at a time for convolutions on larger images:
     vmapped convolutions run as grouped ones there, and the max-pooling after them on a
     strided layout, which measured ~1.4x slower than K separate passes (the CNN on 28x28
-    Fashion-MNIST, K=9; bench/README.md)."""
+    Fashion-MNIST, K=9; bench/README.md). The char Transformer on the CPU: one at a time too
+    (at d_model 64, context 32, batch 32, one thread: 108 ms for 6 members one by one
+    against 150 ms vmapped; bench/README.md, "transformer-warmup"); on a GPU all of them."""
+    if ds.train_x.dim() == 2:  # text: see below
+        return None if device.type != "cpu" else 1
     if device.type != "cpu" or road == "layers" or spec.model == "mlp" or ds.image_size <= 8:
         return None
     return 1
@@ -339,6 +343,6 @@ def _evaluate(
             for x, y in batches(ds, batch_size=batch_size, train=False):
                 totals[a : a + chunk] += _chunk_scores(state, params, buffers, x, y)
     state.set_mode(train=True)
-    n = ds.num_test
+    n = ds.test_y.numel()  # images, or characters of text windows
     out = totals.tolist()
     return {k: (out[i][0] / n, int(out[i][1]) / n) for i, k in enumerate(members)}

@@ -118,7 +118,8 @@ def cast_dataset(ds: Dataset, dtype: torch.dtype | None) -> Dataset:
 
 
 def evaluate(model: nn.Module, ds: Dataset, *, device: torch.device) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy as a fraction) on the whole test set."""
+    """(mean cross-entropy, accuracy as a fraction) on the whole test set: per image, or per
+    character for text."""
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
@@ -127,7 +128,7 @@ def evaluate(model: nn.Module, ds: Dataset, *, device: torch.device) -> tuple[fl
             logits = as_float(model(_layout(x, device)))
             loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(dim=1) == y).sum()
-    n = ds.num_test
+    n = ds.test_y.numel()  # images, or characters of text windows
     return float(loss_sum.item()) / n, int(correct.item()) / n
 
 

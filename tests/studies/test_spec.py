@@ -157,13 +157,14 @@ def test_spec_names_agree_with_the_modules_that_implement_them() -> None:
     from radam.factory import OPTIMIZERS
     from radam.schedules import WARMUPS
     from studies import spec_parts as spec
-    from studies.workloads.models import MODELS
+    from studies.workloads.models import MODELS, TEXT_MODELS
     from studies.workloads.sources import DATASETS
 
     assert spec.OPTIMIZERS == OPTIMIZERS
     assert spec.WARMUPS == WARMUPS
     assert spec.DATASETS == DATASETS
     assert spec.MODELS == MODELS
+    assert spec.TEXT_MODELS == TEXT_MODELS
 
 
 def test_pack_size_is_a_positive_integer_or_auto_and_grid_only() -> None:

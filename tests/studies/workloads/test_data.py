@@ -343,7 +343,7 @@ def test_bad_names_and_sizes_are_spec_errors() -> None:
         load_dataset("imagenet")
     with pytest.raises(SpecError, match="train_subset"):
         load_dataset("digits", train_subset=0)
-    assert DATASETS == ("cifar10", "fashion_mnist", "digits")
+    assert DATASETS == ("cifar10", "fashion_mnist", "digits", "shakespeare")
 
 
 def real_cifar10_root() -> Path | None:
