@@ -14,6 +14,12 @@ from studies.status import StudyStatus, TrialStatus
 EPOCH_METRICS: tuple[str, ...] = ("train_loss", "test_loss", "test_acc", "lr")
 
 
+def epoch_metrics(metric: str = "test_acc") -> tuple[str, ...]:
+    """The per-epoch metrics of a study whose workload's metric is ``metric``: the losses, that
+    metric in ``test_acc``'s place, the lr (``EPOCH_METRICS`` for accuracy)."""
+    return tuple(metric if name == "test_acc" else name for name in EPOCH_METRICS)
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """One trial: its configuration, its status and its per-epoch metric curves.
@@ -69,4 +75,11 @@ class StudyRecord:
     launcher: str | None = None  # "service": its driver is a Ray job the service submitted
 
 
-__all__ = ["EPOCH_METRICS", "StudyRecord", "StudyStatus", "TrialRecord", "TrialStatus"]
+__all__ = [
+    "EPOCH_METRICS",
+    "StudyRecord",
+    "StudyStatus",
+    "TrialRecord",
+    "TrialStatus",
+    "epoch_metrics",
+]
