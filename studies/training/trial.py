@@ -128,12 +128,13 @@ def evaluate(
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     metric_sum = torch.zeros((), device=device, dtype=torch.float64)
+    n = 0  # units of the sums: examples, or what the workload counts (tokens)
     with torch.inference_mode(), autocast_for(device):
         for x, y in batches(ds, batch_size=EVAL_BATCH_SIZE, train=False):
             outputs = as_float(model(_layout(x, device)))
             loss_sum += workload.loss(outputs, y, reduction="sum")
             metric_sum += workload.metric_sum(outputs, y)
-    n = ds.num_test
+            n += workload.count(y)
     return float(loss_sum.item()) / n, workload.metric_value(float(metric_sum.item()), n)
 
 

@@ -15,10 +15,12 @@ The trainer (``studies.training``) calls, per trial:
 1. ``load(data_dir=, train_subset=, test_subset=, image_size=, device=, download=)`` once per
    process and spec: the whole dataset as tensors on ``device`` (a ``Dataset``);
 2. ``build_model(model, ds)`` after seeding torch from the trial's seed;
-3. ``loss(model(x), y)`` per training batch (a mean; ``reduction="sum"`` on the test set);
-4. after each epoch, ``metric_value(sum of metric_sum(model(x), y) over the test batches,
-   ds.num_test)``: the number recorded under ``metric.name``. A NaN there (or a non-finite
-   test loss) records the trial as diverged.
+3. ``loss(model(x), y)`` per training batch (a mean; the divergence check reads it);
+4. after each epoch, over the test batches (in order, ``EVAL_BATCH_SIZE`` at a time):
+   ``test_loss = sum of loss(out, y, reduction="sum") / n`` and
+   ``metric_value(sum of metric_sum(out, y), n)`` with ``n = sum of count(y)`` (examples by
+   default): the number recorded under ``metric.name``. A NaN there (or a non-finite test
+   loss) records the trial as diverged; an exception fails the trial, with its traceback.
 
 Packs (K grid points in one program, ``studies.training.pack``) need the classification
 defaults of ``loss`` and ``metric_sum`` (``packable``); other workloads run one trial per
@@ -128,9 +130,15 @@ class Workload(ABC):
         """The metric's sum over one test batch (a 0-d tensor): correct predictions."""
         return (outputs.argmax(dim=1) == targets).sum()
 
+    def count(self, targets: Tensor) -> int:
+        """How many units a test batch's sums are over: its examples (override with the
+        tokens, ``targets.numel()``, for a per-token loss and metric)."""
+        return int(targets.shape[0])
+
     def metric_value(self, total: float, count: int) -> float:
-        """The metric from ``metric_sum``'s total over the ``count`` test examples: the mean.
-        Override for a metric that is not a mean (per token, a perplexity)."""
+        """The metric from ``metric_sum``'s total over the test set's ``count`` units (the
+        sum of ``count`` over its batches): the mean. Override for a metric that is not a
+        mean (a perplexity: ``math.exp(total / count)``)."""
         return total / count
 
     @property
