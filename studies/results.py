@@ -42,7 +42,13 @@ class TrialRecord:
 
     @property
     def epochs_done(self) -> int:
-        return len(self.history.get("test_acc", []))
+        """Epochs recorded: the longest curve (every epoch logs all of them together)."""
+        return max((len(curve) for curve in self.history.values()), default=0)
+
+    def final(self, metric: str = "test_acc") -> float | None:
+        """The last recorded value of ``metric`` (the study's ``spec.measured.name``)."""
+        values = self.history.get(metric, [])
+        return values[-1] if values else None
 
     @property
     def final_acc(self) -> float | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from studies.metrics import Metric
+
 #: Optimizers in the order tables, panels and comparisons list them; unknown names follow.
 OPTIMIZER_ORDER: tuple[str, ...] = ("radam", "adam", "adamw", "sgd")
 OPTIMIZER_LABELS: dict[str, str] = {
@@ -52,3 +54,8 @@ def warmup_rank(warmup: str, steps: int) -> tuple[int, str, int]:
 def cell_rank(key: CellKey) -> tuple[tuple[int, str], tuple[int, str, int], float]:
     optimizer, lr, warmup, steps = key
     return (optimizer_rank(optimizer), warmup_rank(warmup, steps), lr)
+
+
+def decimals(metric: Metric) -> int:
+    """Decimals the tables and sentences print a metric with: 1 for percent, else 3."""
+    return 1 if metric.display_unit == "%" else 3

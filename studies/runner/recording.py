@@ -100,7 +100,7 @@ class RecordingCallback(tune.Callback):
             if record.status in COUNTED_TRIAL:
                 self.recorded_done.add(record.trial_id)
                 setattr(self.progress, record.status, getattr(self.progress, record.status) + 1)
-                self._offer_best(record.trial_id, record.final_acc)
+                self._offer_best(record.trial_id, record.final(self.spec.measured.name))
                 self.members_ended.add(record.trial_id)  # a restored pack does not redo it
 
     @property
