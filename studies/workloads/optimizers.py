@@ -32,8 +32,18 @@ if TYPE_CHECKING:
 PROJECT_OPTIMIZERS: tuple[str, ...] = ("radam", "adam", "adamw", "sgd")  # = radam.factory's
 PACKABLE: frozenset[str] = frozenset(PROJECT_OPTIMIZERS)  # radam.packed.PackedOptimizer's kinds
 SPEC_HPARAMS: tuple[str, ...] = ("weight_decay", "momentum", "betas", "eps")
+# what radam.factory passes on to each of the project's four (the rest it ignores)
+PROJECT_HPARAMS: dict[str, set[str]] = {
+    "radam": {"weight_decay", "betas", "eps"},
+    "adam": {"weight_decay", "betas", "eps"},
+    "adamw": {"weight_decay", "betas", "eps"},
+    "sgd": {"weight_decay", "momentum"},
+}
 _RENAMED = {"radam": "torch_radam"}  # torch.optim classes whose name a project one takes
-_LEFT_OUT = frozenset({"lbfgs", "sparseadam", "optimizer"})
+# lbfgs needs a closure, sparseadam sparse gradients, muon 2-D parameters only
+_LEFT_OUT = frozenset({"lbfgs", "sparseadam", "muon", "optimizer"})
+# constructor arguments that share a spec hyperparameter's name but not its meaning
+_NOT_MAPPED: dict[str, frozenset[str]] = {"adafactor": frozenset({"eps"})}  # a pair there
 
 Factory = Callable[..., "torch.optim.Optimizer"]
 
@@ -102,7 +112,8 @@ def accepted_hparams(factory: Factory) -> set[str] | None:
     params = inspect.signature(factory).parameters  # a class: its constructor's, less self
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return None
-    return {name for name in SPEC_HPARAMS if name in params}
+    unlike = _NOT_MAPPED.get(getattr(factory, "__name__", "").lower(), frozenset())
+    return {name for name in SPEC_HPARAMS if name in params and name not in unlike}
 
 
 def check_optimizer(name: str, *, given: Iterable[str] = ()) -> None:
@@ -160,7 +171,9 @@ def describe_optimizer(name: str) -> dict[str, Any]:
     }
     try:
         factory = optimizer_factory(name)
-        accepted = accepted_hparams(factory)
+        accepted = (
+            PROJECT_HPARAMS.get(name) if name in PROJECT_OPTIMIZERS else accepted_hparams(factory)
+        )
         row["parameters"] = ["lr", *(sorted(accepted) if accepted is not None else SPEC_HPARAMS)]
     except SpecError as exc:
         row["error"] = str(exc)
