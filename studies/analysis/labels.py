@@ -59,3 +59,9 @@ def cell_rank(key: CellKey) -> tuple[tuple[int, str], tuple[int, str, int], floa
 def decimals(metric: Metric) -> int:
     """Decimals the tables and sentences print a metric with: 1 for percent, else 3."""
     return 1 if metric.display_unit == "%" else 3
+
+
+def is_accuracy(metric: Metric) -> bool:
+    """Whether ``metric`` is test accuracy in percent (any failed level): such studies keep
+    accuracy's words and column names (``final_acc_pct``)."""
+    return metric.name == "test_acc" and metric.display_unit == "%"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from studies import paths, tracking
 from studies.analysis.figures import write_figures
+from studies.analysis.labels import is_accuracy
 from studies.analysis.summarize import summarize
 from studies.analysis.summary import StudySummary
 from studies.analysis.tables import format_cells_csv, format_table
@@ -179,7 +180,7 @@ def write_trials_csv(trials: Sequence[TrialRecord], path: Path, metric: Metric =
     its direction."""
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(TRIALS_CSV_COLUMNS)
-    if metric != ACCURACY:
+    if not is_accuracy(metric):
         columns[columns.index("final_acc_pct")] = f"final_{metric.name}"
         columns[columns.index("best_acc_pct")] = f"best_{metric.name}"
     scale = metric.display_scale
@@ -189,7 +190,9 @@ def write_trials_csv(trials: Sequence[TrialRecord], path: Path, metric: Metric =
         for t in trials:
             final = t.final(metric.name)
             # accuracy as it always was (Python's max); another metric: its best finite value
-            best = t.best_acc if metric == ACCURACY else metric.best(t.history.get(metric.name, []))
+            best = (
+                t.best_acc if is_accuracy(metric) else metric.best(t.history.get(metric.name, []))
+            )
             writer.writerow(
                 [
                     t.trial_id,

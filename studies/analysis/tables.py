@@ -11,9 +11,8 @@ import csv
 import io
 import textwrap
 
-from studies.analysis.labels import decimals, format_lr, warmup_rank, warmup_short
+from studies.analysis.labels import decimals, format_lr, is_accuracy, warmup_rank, warmup_short
 from studies.analysis.summary import CellSummary, OptimizerSummary, StudySummary
-from studies.metrics import ACCURACY
 
 MAX_TABLE_LRS = 8  # learning rates shown as columns; more (Optuna) and the table goes long
 OPTIMIZER_COLUMNS = ["regret", "≤1pt", "E[best] k=1/N"]
@@ -120,7 +119,7 @@ def _long_table(summary: StudySummary) -> tuple[list[str], list[list[str]]]:
 
 
 def _is_accuracy(summary: StudySummary) -> bool:
-    return summary.metric == ACCURACY
+    return is_accuracy(summary.metric)
 
 
 def _what(summary: StudySummary) -> str:
