@@ -25,7 +25,7 @@ from service.errors import (
     TooManyStudiesError,
     UnauthorizedError,
 )
-from service.routes import health, presets, studies
+from service.routes import catalog, health, presets, studies
 from service.runtime import Runtime
 from service.settings import Settings, retired_names
 from studies.errors import (
@@ -228,6 +228,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> FastA
     app.state.runtime = runtime
     app.include_router(health.router)
     app.include_router(presets.router)
+    app.include_router(catalog.router)
     app.include_router(studies.router)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

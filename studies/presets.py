@@ -113,7 +113,6 @@ _RAW_PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 32,
         "train_subset": 3200,  # windows of 32 characters: 100 steps an epoch, 600 in all
         "test_subset": 1000,  # 32,000 validation characters
-        "image_size": 32,  # the context, in characters
         "weight_decay": 0.0,
         "resources_per_trial": {"cpu": 1, "gpu": 0},
         "pack_size": 12,

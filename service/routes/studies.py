@@ -33,6 +33,7 @@ from studies.admission import check_trials
 from studies.presets import apply_overrides, get_preset
 from studies.results import StudyStatus, TrialRecord
 from studies.spec import StudySpec, spec_error
+from studies.workloads import registry
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 T = TypeVar("T")
@@ -82,7 +83,7 @@ def _first_non_finite(value: Any, path: str = "") -> str | None:
 def parse_study_body(raw: bytes, *, max_trials: int) -> StudySpec:
     """A spec from a POST body: a full spec, or a preset and overrides; parsed once, then
     admitted (the trial limit is this deployment's, not the spec's)."""
-    return check_trials(_parse_body(raw), limit=max_trials)
+    return registry.admit(check_trials(_parse_body(raw), limit=max_trials))
 
 
 def _parse_body(raw: bytes) -> StudySpec:

@@ -63,6 +63,8 @@ from studies.training.trial import (
 )
 from studies.workloads.batching import batches
 from studies.workloads.dataset import Dataset
+from studies.workloads.interface import Workload
+from studies.workloads.registry import get_workload
 
 OnPackEpoch = Callable[[list[dict[str, Any] | None], PackState], None]
 
@@ -96,11 +98,17 @@ def run_pack(
     if threads is not None:
         torch.set_num_threads(max(1, threads))
     device = pick_device(gpus)
+    metric = get_workload(spec.dataset).metric
     ds = cast_dataset(get_dataset(spec, data_dir=data_dir, device=device), dtype)
     state = build_pack(spec, configs, ds, device=device, dtype=dtype)
     if resume_from is not None:
         state.load_state_dict(resume_from)
+    workload = get_workload(spec.dataset)
     state.road = road if road is not None else default_road(state.base)
+    if not workload.classification:  # its own loss and metric: vmapped (Workload.vmappable)
+        if state.road == "layers" and road is not None:
+            raise ValueError(f"{spec.dataset} has its own loss or metric; use road='vmap'")
+        state.road, state.workload = "vmap", workload
     if state.road == "layers" and not fused.fusable(state.base):
         raise ValueError(f"{spec.model} cannot run as fused layers; use road='vmap'")
     state.channels_last = device.type == "cuda" or ds.image_size > 8
@@ -137,10 +145,15 @@ def run_pack(
                 "epoch": epoch,
                 "train_loss": train_loss[k],
                 "test_loss": test_loss,
-                "test_acc": test_acc,
+                metric.name: test_acc,
                 "lr": lrs[k],
                 "diverged": diverged[k],
-                "objective": member.last_finite_acc if member.last_finite_acc is not None else 0.0,
+                "objective": metric.sign
+                * (
+                    member.last_finite_acc
+                    if member.last_finite_acc is not None
+                    else metric.failed_value
+                ),
                 "node": node,
                 "train_seconds": member.train_seconds,
             }
@@ -177,9 +190,11 @@ def default_chunk(
     return 1
 
 
-def _member_loss(base: nn.Module) -> Callable[..., Tensor]:
+def _member_loss(base: nn.Module, workload: Workload | None) -> Callable[..., Tensor]:
     def loss(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         logits = as_float(functional_call(base, (params, buffers), (x,)))
+        if workload is not None:
+            return workload.loss(logits, y)
         return nn.functional.cross_entropy(logits, y)
 
     return loss
@@ -286,7 +301,8 @@ def _chunk_losses(
     """The losses ([members]) of one pass over members with stacked ``params`` and
     ``buffers`` on their own batches ``xs`` ([members, batch, ...]) and labels ``ys``."""
     if state.road == "vmap":
-        return vmap(_member_loss(state.base), randomness="different")(params, buffers, xs, ys)
+        member_loss = _member_loss(state.base, state.workload)
+        return vmap(member_loss, randomness="different")(params, buffers, xs, ys)
     members = xs.shape[0]
     net = state.fused_net(members)
     inputs = fused.to_fused_layout(xs, channels_last=state.channels_last)
@@ -303,6 +319,10 @@ def _chunk_scores(
 
         def scores(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
             logits = as_float(functional_call(state.base, (p, b), (x,)))
+            if state.workload is not None:
+                loss = state.workload.loss(logits, y, reduction="sum").to(torch.float64)
+                score = state.workload.metric_sum(logits, y).to(torch.float64)
+                return torch.stack([loss, score])
             loss = nn.functional.cross_entropy(logits, y, reduction="sum").to(torch.float64)
             correct = (logits.argmax(dim=1) == y).sum().to(torch.float64)
             return torch.stack([loss, correct])
@@ -326,7 +346,8 @@ def _chunk_scores(
 def _evaluate(
     state: PackState, members: list[int], ds: Dataset, *, device: torch.device
 ) -> dict[int, tuple[float, float]]:
-    """(mean cross-entropy, accuracy) on the whole test set for each of ``members``."""
+    """(mean test loss, the metric) on the whole test set for each of ``members``: cross-entropy
+    and accuracy, or the workload's own (``PackState.workload``)."""
     if not members:
         return {}
     state.set_mode(train=False)
@@ -343,6 +364,10 @@ def _evaluate(
             for x, y in batches(ds, batch_size=batch_size, train=False):
                 totals[a : a + chunk] += _chunk_scores(state, params, buffers, x, y)
     state.set_mode(train=True)
-    n = ds.test_y.numel()  # images, or characters of text windows
     out = totals.tolist()
-    return {k: (out[i][0] / n, int(out[i][1]) / n) for i, k in enumerate(members)}
+    workload = state.workload
+    if workload is None:
+        n = ds.num_test
+        return {k: (out[i][0] / n, int(out[i][1]) / n) for i, k in enumerate(members)}
+    n = sum(workload.count(y) for _, y in batches(ds, batch_size=EVAL_BATCH_SIZE, train=False))
+    return {k: (out[i][0] / n, workload.metric_value(out[i][1], n)) for i, k in enumerate(members)}

@@ -25,6 +25,7 @@ from studies.spec import StudySpec, TrialConfig
 from studies.training import fused
 from studies.training.trial_state import init_model, trial_schedule
 from studies.workloads.dataset import Dataset
+from studies.workloads.interface import Workload
 
 MemberStatus = Literal["running", "finished", "diverged", "failed"]
 #: How a pack's members run through their network: ``layers``, one horizontally fused
@@ -74,6 +75,8 @@ class PackState:
     road: Road = "vmap"
     channels_last: bool = False  # fused layout in channels_last (convolutions)
     fused_nets: dict[int, nn.Module] = dataclasses.field(default_factory=dict)
+    # the loss and metric of the vmap road (None: classification's cross-entropy and accuracy)
+    workload: Workload | None = None
 
     def set_mode(self, *, train: bool) -> None:
         for net in (self.base, *self.fused_nets.values()):

@@ -12,9 +12,10 @@ SUBSET_SEED = 0  # the fixed order of image-folder training images, and the digi
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """A whole dataset in memory: images normalised float32 NCHW, labels int64; or text
-    (``shakespeare``): int64 windows of characters ``[N, context]`` and their next
-    characters, ``image_size`` the context, ``num_classes`` the vocabulary.
+    """A whole dataset in memory: images normalised float32 NCHW, labels int64 (a plugin's
+    workload may hold any inputs and targets: ``[N, features]`` rows, ``[N, T]`` tokens; the
+    image fields then keep their defaults). Text (``shakespeare``): int64 windows of
+    characters ``[N, context]`` and their next characters, ``num_classes`` the vocabulary.
 
     ``mean``/``std`` are the per-channel statistics the images were normalised with (so that
     augmentation can pad with black and figures can undo the normalisation).
@@ -25,10 +26,10 @@ class Dataset:
     train_y: Tensor
     test_x: Tensor
     test_y: Tensor
-    num_classes: int
-    in_channels: int
-    image_size: int
-    augment: bool
+    num_classes: int = 0  # classes (or a vocabulary's size); 0 where it means nothing
+    in_channels: int = 0  # image channels; 0 for inputs that are not images
+    image_size: int = 0  # pixels per side; 0 for inputs that are not images
+    augment: bool = False  # crop + flip (images only)
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
 
@@ -40,16 +41,15 @@ class Dataset:
     def num_test(self) -> int:
         return int(self.test_x.shape[0])
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape: ``(C, H, W)`` for images, ``(features,)`` for rows."""
+        return tuple(int(d) for d in self.train_x.shape[1:])
+
     def __repr__(self) -> str:  # the shapes, not 60,000 images' worth of numbers
-        if self.train_x.dim() == 2:  # text: windows of characters
-            return (
-                f"Dataset({self.name!r}, train={self.num_train}, test={self.num_test}, "
-                f"context={self.image_size}, vocabulary={self.num_classes}, "
-                f"device={self.train_x.device})"
-            )
         return (
             f"Dataset({self.name!r}, train={self.num_train}, test={self.num_test}, "
-            f"images={self.in_channels}x{self.image_size}x{self.image_size}, "
+            f"inputs={'x'.join(map(str, self.input_shape))}, "
             f"classes={self.num_classes}, augment={self.augment}, device={self.train_x.device})"
         )
 

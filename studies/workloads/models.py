@@ -17,9 +17,7 @@ Claims (checked in ``tests/studies/workloads/test_models.py``):
   with ReLU and 2x2 max-pooling, then 128 hidden units and the classifier.
 - ``mlp`` is a multilayer perceptron for the 8x8 digits: two hidden layers of 128 ReLU units.
   ``cnn`` and ``mlp`` start from Kaiming-normal weights (fan-in) and zero biases.
-- ``transformer`` / ``transformer_pre_ln``: a character-level causal Transformer, Post-LN or
-  Pre-LN (``studies.workloads.transformer``), for the text dataset ``shakespeare``.
-- The image networks accept channels_last inputs and run under bf16 autocast (used on GPUs).
+- All three accept channels_last inputs and run under bf16 autocast (used on GPUs).
 """
 
 from __future__ import annotations
@@ -32,8 +30,7 @@ from torch import Tensor, nn
 
 from studies.errors import SpecError
 
-MODELS: tuple[str, ...] = ("resnet20", "cnn", "mlp", "transformer", "transformer_pre_ln")
-TEXT_MODELS: tuple[str, ...] = ("transformer", "transformer_pre_ln")
+MODELS: tuple[str, ...] = ("resnet20", "cnn", "mlp")
 
 Shortcut = Literal["A", "B"]
 
@@ -191,20 +188,13 @@ class MLP(nn.Module):
 
 
 def build_model(name: str, *, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """The network ``name`` (one of ``MODELS``) for images ``in_channels`` x ``image_size``^2,
-    or, for the ``TEXT_MODELS``, for text of ``num_classes`` characters in windows of
-    ``image_size`` (``transformer``: Post-LN, ``transformer_pre_ln``: Pre-LN)."""
+    """The network ``name`` (one of ``MODELS``) for images ``in_channels`` x ``image_size``^2."""
     if name == "resnet20":
         return resnet20(num_classes, in_channels=in_channels)
     if name == "cnn":
         return SmallCNN(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
     if name == "mlp":
         return MLP(num_inputs=in_channels * image_size * image_size, num_classes=num_classes)
-    if name in TEXT_MODELS:  # text: classes are the vocabulary, image_size the context
-        from studies.workloads.transformer import CharTransformer
-
-        norm: Literal["post", "pre"] = "pre" if name == "transformer_pre_ln" else "post"
-        return CharTransformer(num_classes, context=image_size, norm=norm)
     raise SpecError(f"unknown model {name!r}; expected one of {MODELS}", field="model")
 
 

@@ -28,7 +28,7 @@ from studies.workloads import shakespeare_source
 from studies.workloads.dataset import Dataset
 
 TRAIN_FRACTION = 0.9
-DEFAULT_CONTEXT = 64  # characters per example
+DEFAULT_CONTEXT = 32  # characters per example (the transformer-warmup preset's size)
 
 
 @dataclass(frozen=True)

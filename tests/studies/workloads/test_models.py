@@ -23,7 +23,6 @@ from studies.workloads.models import (
 )
 
 SHAPES = {"resnet20": (3, 32), "cnn": (1, 28), "mlp": (1, 8)}  # in_channels, image_size
-IMAGE_MODELS = tuple(SHAPES)  # the text models: tests/studies/workloads/test_transformer.py
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +89,7 @@ def test_resnet20_init_is_kaiming_fan_out_as_in_the_authors_code() -> None:
     )
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize("name", MODELS)
 def test_models_give_one_logit_per_class(name: str) -> None:
     in_channels, size = SHAPES[name]
     model = build_model(name, num_classes=7, in_channels=in_channels, image_size=size)
@@ -100,7 +99,7 @@ def test_models_give_one_logit_per_class(name: str) -> None:
     assert logits.shape == (3, 7) and torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize("name", MODELS)
 def test_models_run_channels_last_under_bf16_autocast(name: str) -> None:
     in_channels, size = SHAPES[name]
     torch.manual_seed(0)
@@ -126,7 +125,7 @@ def test_bad_model_requests_are_spec_errors() -> None:
         build_model("vgg16", num_classes=10, in_channels=3, image_size=32)
     with pytest.raises(SpecError, match="divisible by 4"):
         build_model("cnn", num_classes=10, in_channels=1, image_size=30)
-    assert MODELS == ("resnet20", "cnn", "mlp", "transformer", "transformer_pre_ln")
+    assert MODELS == ("resnet20", "cnn", "mlp")
 
 
 def train_and_score(

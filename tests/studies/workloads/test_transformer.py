@@ -4,13 +4,16 @@ against Pre-LN, vmap over stacked members, and a few steps of training that lowe
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from studies.workloads.models import TEXT_MODELS, build_model
+from studies.workloads.registry import get_workload
+from studies.workloads.shakespeare import load_shakespeare
+from studies.workloads.text import TEXT_MODELS
 from studies.workloads.transformer import Block, CharTransformer
 
 
@@ -74,12 +77,25 @@ def test_post_ln_normalises_after_the_residual_pre_ln_before() -> None:
     assert isinstance(CharTransformer(5, norm="post").ln_f, torch.nn.Identity)
 
 
-def test_build_model_names_post_and_pre_ln() -> None:
-    assert TEXT_MODELS == ("transformer", "transformer_pre_ln")
-    post = build_model("transformer", num_classes=20, in_channels=1, image_size=24)
-    pre = build_model("transformer_pre_ln", num_classes=20, in_channels=1, image_size=24)
-    assert isinstance(post, CharTransformer) and post.norm == "post" and post.context == 24
+def test_the_workload_builds_post_and_pre_ln_and_measures_nats_per_char(tmp_path: Path) -> None:
+    (tmp_path / "shakespeare").mkdir()
+    (tmp_path / "shakespeare" / "input.txt").write_text("to be or not to be\n" * 60)
+    ds = load_shakespeare(tmp_path, context=8)
+    workload = get_workload("shakespeare")
+
+    assert workload.models == TEXT_MODELS == ("transformer", "transformer_pre_ln")
+    assert workload.metric.name == "val_loss" and workload.metric.direction == "lower"
+    assert workload.packable and not workload.classification  # packs, on the vmap road
+    post = workload.build_model("transformer", ds)
+    pre = workload.build_model("transformer_pre_ln", ds)
+    assert isinstance(post, CharTransformer) and post.norm == "post" and post.context == 8
     assert isinstance(pre, CharTransformer) and pre.norm == "pre"
+    logits = post(ds.test_x)
+    total = workload.metric_sum(logits, ds.test_y)
+    n = workload.count(ds.test_y)
+    assert n == ds.test_y.numel()  # characters, not windows
+    expected = F.cross_entropy(logits, ds.test_y).item()
+    assert workload.metric_value(total.item(), n) == pytest.approx(expected, rel=1e-5)
 
 
 def test_vmap_over_stacked_members_gives_each_members_own_logits() -> None:
