@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from studies import paths
 from studies.admission import check_trials
 from studies.errors import DatasetNotFoundError, SpecError
+from studies.metrics import ACCURACY, Metric
 from studies.presets import DEFAULT_PRESET, PRESETS, apply_overrides, get_preset, parse_override
 from studies.results import StudyRecord
 from studies.spec import StudySpec
@@ -112,15 +113,18 @@ class ProgressLine:
     """One live line on a terminal (rewritten in place); plain lines when the counts change
     otherwise (logs, CI, a Ray Job's output)."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, metric: Metric = ACCURACY) -> None:
         self.stream: TextIO = stream if stream is not None else sys.stderr
+        self.metric = metric  # how "best" is shown: accuracy in %, a loss in its unit
         self.live = self.stream.isatty()
         self.started = time.monotonic()
         self.last = ""
 
     def __call__(self, progress: Any) -> None:
+        m = self.metric
         best = (
-            f"best {100 * progress.best_acc:.2f}% ({progress.best_trial})"
+            f"best {m.display_scale * progress.best_acc:.2f}"
+            f"{'%' if m.shown_unit == '%' else ' ' + m.shown_unit} ({progress.best_trial})"
             if progress.best_acc is not None
             else "best -"
         )
@@ -173,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
 
     from studies.runner import driver  # Ray and torch: only once there is something to run
 
-    line = ProgressLine()
+    line = ProgressLine(metric=spec.measured)
     try:
         if args.study_id is not None:
             record = driver.run_study(

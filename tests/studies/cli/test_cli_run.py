@@ -157,3 +157,20 @@ def test_driver_fails_the_study_once_when_its_dataset_is_absent(
     assert failed.error == sources.locate("fashion_mnist").hint
     assert list(tracking.store_for(uri).load_trials(record.study_id)) == []
     assert not (no_fashion_mnist / "ray_results").exists()
+
+
+def test_progress_line_shows_the_best_in_the_metrics_unit() -> None:
+    import io
+    from types import SimpleNamespace
+
+    from studies.cli.run import ProgressLine
+    from studies.workloads.text import VAL_LOSS
+
+    counts = dict(done=3, total=48, running=12, finished=3, diverged=0, failed=0)
+    progress = SimpleNamespace(**counts, interrupted=False, best_trial="adamw-lr0.01-none-s0")
+    loss_stream, acc_stream = io.StringIO(), io.StringIO()
+    ProgressLine(loss_stream, metric=VAL_LOSS)(SimpleNamespace(**vars(progress), best_acc=2.29))
+    ProgressLine(acc_stream)(SimpleNamespace(**vars(progress), best_acc=0.812))
+
+    assert "best 2.29 nats/char (adamw-lr0.01-none-s0)" in loss_stream.getvalue()
+    assert "best 81.20% (adamw-lr0.01-none-s0)" in acc_stream.getvalue()
