@@ -51,6 +51,24 @@ def test_quick_preset_is_figure6_small() -> None:
     assert spec.learning_rates == FIGURE6_LRS
     assert spec.num_trials == 36 and spec.seeds == [0, 1, 2]  # 3 seeds: the verdict can test
     assert spec.train_subset is not None and spec.test_subset is not None  # sized for 2 CPUs
+    # curves of >= 8 points for the training compute of the former 2 epochs of 6,000 images
+    assert spec.epochs >= 8 and spec.epochs * spec.train_subset <= 2 * 6000
+    assert spec.epochs * spec.test_subset <= 2 * 2000
+
+
+def test_transformer_warmup_crosses_adamw_warmups_with_radam_on_text() -> None:
+    from studies.workloads.registry import admit
+
+    spec = admit(get_preset("transformer-warmup"))  # the workload and its models are known
+    assert (spec.dataset, spec.model) == ("shakespeare", "transformer")
+    assert spec.measured.name == "val_loss" and spec.measured.direction == "lower"
+    configs = spec.trial_configs()
+    warmups = {(c.warmup, c.warmup_steps) for c in configs if c.optimizer == "adamw"}
+    assert warmups == {("none", 0), ("linear", 100), ("linear", 200), ("linear", 500)} | {
+        ("untuned_linear", 0)
+    }
+    assert {c.warmup for c in configs if c.optimizer == "radam"} == {"none"}
+    assert len(spec.seeds) >= 2 and spec.num_trials == (5 + 1) * 4 * 2
 
 
 def test_every_preset_is_named_after_itself() -> None:
