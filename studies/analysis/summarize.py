@@ -26,6 +26,14 @@ power against a 3-point mean-regret difference spread over three cells 50% / 73%
 assumptions and limits (a difference confined to one cell, unequal seed noise) are in
 ``studies.analysis.verdict``.
 
+Any metric (``metric``, a ``studies.metrics.Metric``; the study's ``spec.measured``): what follows
+says "accuracy", and the fields say ``acc``/``_pct``, for the built-in workloads' test accuracy
+in percent; for another metric they hold its values in its display units, "best" is in its
+direction (every statistic is computed on ``sign * value``, so regret and spread are distances
+to the best and the verdict's test is the same), and a counted trial without a finite value
+counts at the metric's ``failed_value``. Accuracy studies give bit for bit the numbers they gave
+before (tests/studies/analysis/test_any_metric.py, against a summary frozen before the change).
+
 Conventions (the evidence behind each number):
 
 - Accuracies are percent (0..100) here, fractions in ``TrialRecord``; fields say ``_pct``.

@@ -135,7 +135,13 @@ def run_spec(
     data_dir: str | os.PathLike[str] | None = None,
     study_id: str | None = None,
 ) -> StudyRecord:
-    """Create the study in MLflow, then run it (``run_study``)."""
+    """Create the study in MLflow, then run it (``run_study``). A spec that did not come
+    through the edge (``registry.admit``: ``robustness run``, the service) is admitted here, so
+    its record names its workload's metric."""
+    from studies.workloads import registry
+
+    if spec.metric is None:
+        spec = registry.admit(spec)
     uri = tracking_uri or paths.mlflow_uri()
     record = tracking.store_for(uri).create_study(
         spec.to_dict(), study_id=study_id, num_trials=spec.num_trials

@@ -46,10 +46,15 @@ class Dataset:
         """One example's shape: ``(C, H, W)`` for images, ``(features,)`` for rows."""
         return tuple(int(d) for d in self.train_x.shape[1:])
 
+    def _inputs(self) -> str:
+        if self.image_size:
+            return f"images={self.in_channels}x{self.image_size}x{self.image_size}"
+        return f"inputs={'x'.join(map(str, self.input_shape))}"
+
     def __repr__(self) -> str:  # the shapes, not 60,000 images' worth of numbers
         return (
             f"Dataset({self.name!r}, train={self.num_train}, test={self.num_test}, "
-            f"inputs={'x'.join(map(str, self.input_shape))}, "
+            f"{self._inputs()}, "
             f"classes={self.num_classes}, augment={self.augment}, device={self.train_x.device})"
         )
 
