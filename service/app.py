@@ -193,6 +193,24 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(500, f"internal error ({type(exc).__name__}); see the service log")
 
 
+def installed_enums(components: dict[str, Any]) -> None:
+    """The names a POST accepts, as enums of what is installed here (the workloads that
+    import, the union of their models, the optimizers, the presets): the schema says what the
+    service takes, not "any string". Built when the document is first asked for."""
+    from studies.presets import PRESETS
+    from studies.workloads import optimizers, registry
+
+    working = [w for _, w in registry.workload_entries() if w is not None]
+    models = sorted({m for w in working for m in w.models})
+    spec = components["StudySpec"]["properties"]
+    spec["dataset"]["enum"] = [w.name for w in working]
+    spec["model"]["enum"] = models
+    spec["optimizers"]["items"]["enum"] = list(optimizers.optimizer_names())
+    preset = components.get("StudyCreate", {}).get("properties", {}).get("preset")
+    if isinstance(preset, dict):
+        preset["enum"] = list(PRESETS)
+
+
 def create_app(settings: Settings | None = None, *, start: bool = True) -> FastAPI:
     """The app; with ``start`` its lifespan starts Ray (and the MLflow UI) and stops them."""
     settings = settings or Settings()
@@ -248,6 +266,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> FastA
             from service.schemas import StudyCreate
 
             components.setdefault("StudyCreate", StudyCreate.model_json_schema())
+            installed_enums(components)
             app.openapi_schema = schema
         return app.openapi_schema
 

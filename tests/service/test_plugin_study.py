@@ -137,3 +137,12 @@ def test_a_study_on_the_plugin_runs_end_to_end(client: httpx.Client) -> None:
     ).text.splitlines()[0]
     assert "final_acc_pct" in csv_head  # an accuracy in percent, as the built-ins'
     assert client.get("/healthz").status_code == 200  # the broken plugin stopped nothing
+
+
+def test_the_openapi_document_lists_what_is_installed(client: httpx.Client) -> None:
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    spec = components["StudySpec"]["properties"]
+    assert spec["dataset"]["enum"] == ["cifar10", "fashion_mnist", "digits", "wine"]  # not shaky
+    assert {"wine_mlp", "resnet20"} <= set(spec["model"]["enum"])
+    assert {"radam", "nadam", "sgd_nesterov"} <= set(spec["optimizers"]["items"]["enum"])
+    assert "figure6-quick" in components["StudyCreate"]["properties"]["preset"]["enum"]
