@@ -185,7 +185,13 @@ def _public(view: StudyView, runtime: Runtime) -> StudyPublic:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StudyPublic,
-    responses=_ERRORS,
+    responses={
+        **_ERRORS,
+        200: {
+            "model": StudyPublic,
+            "description": "a replay: the Idempotency-Key's study, already created",
+        },
+    },
     dependencies=[Authorized],
     openapi_extra=_POST_BODY,
     summary="Submit a study (a full spec, or a preset with overrides)",

@@ -146,3 +146,14 @@ def test_the_openapi_document_lists_what_is_installed(client: httpx.Client) -> N
     assert {"wine_mlp", "resnet20"} <= set(spec["model"]["enum"])
     assert {"radam", "nadam", "sgd_nesterov"} <= set(spec["optimizers"]["items"]["enum"])
     assert "figure6-quick" in components["StudyCreate"]["properties"]["preset"]["enum"]
+
+
+def test_a_405_allows_every_method_of_the_path_and_a_replay_is_documented(
+    client: httpx.Client,
+) -> None:
+    response = client.put("/studies", headers=AUTH)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
+    assert client.delete("/workloads").headers["Allow"] == "GET"
+    post = client.get("/openapi.json").json()["paths"]["/studies"]["post"]["responses"]
+    assert {"200", "202", "422"} <= set(post)
