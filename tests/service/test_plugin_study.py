@@ -60,7 +60,14 @@ def broken_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(home: Path, installed: None, broken_plugin: Path) -> Iterator[ServiceProcess]:
-    process = start_service(home, API_TOKEN=TOKEN, PYTHONPATH=str(broken_plugin))
+    process = start_service(
+        home,
+        API_TOKEN=TOKEN,
+        PYTHONPATH=str(broken_plugin),
+        # the fuzzer's valid specs: at most 4 trials, one study at a time
+        ROBUSTNESS_MAX_TRIALS="4",
+        ROBUSTNESS_MAX_ACTIVE_STUDIES="1",
+    )
     try:
         yield process
     finally:
@@ -137,3 +144,55 @@ def test_a_study_on_the_plugin_runs_end_to_end(client: httpx.Client) -> None:
     ).text.splitlines()[0]
     assert "final_acc_pct" in csv_head  # an accuracy in percent, as the built-ins'
     assert client.get("/healthz").status_code == 200  # the broken plugin stopped nothing
+
+
+def test_the_openapi_document_lists_what_is_installed(client: httpx.Client) -> None:
+    components = client.get("/openapi.json").json()["components"]["schemas"]
+    spec = components["StudySpec"]["properties"]
+    assert spec["dataset"]["enum"] == ["cifar10", "fashion_mnist", "digits", "wine"]  # not shaky
+    assert {"wine_mlp", "resnet20"} <= set(spec["model"]["enum"])
+    assert {"radam", "nadam", "sgd_nesterov"} <= set(spec["optimizers"]["items"]["enum"])
+    assert "figure6-quick" in components["StudyCreate"]["properties"]["preset"]["enum"]
+
+
+def test_a_405_allows_every_method_of_the_path_and_a_replay_is_documented(
+    client: httpx.Client,
+) -> None:
+    response = client.put("/studies", headers=AUTH)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
+    assert client.delete("/workloads").headers["Allow"] == "GET"
+    post = client.get("/openapi.json").json()["paths"]["/studies"]["post"]["responses"]
+    assert {"200", "202", "422"} <= set(post)
+
+
+def test_schemathesis_finds_no_fault_with_every_check_on(service: ServiceProcess) -> None:
+    """The OpenAPI document tells the truth: schemathesis (loopback, the token, a fixed seed,
+    10 examples per operation; ~900 cases in seconds) with ``--checks all``. Last in the
+    module: a study it gets accepted runs until the service stops."""
+    st = Path(sys.executable).with_name("st")
+    result = subprocess.run(
+        [
+            str(st),
+            "--config-file",
+            str(Path(__file__).with_name("schemathesis.toml")),
+            "run",
+            f"{service.url}/openapi.json",
+            "--checks",
+            "all",
+            "-H",
+            f"Authorization: Bearer {TOKEN}",
+            "--max-examples",
+            "10",
+            "--workers",
+            "1",
+            "--seed",
+            "23",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "passed" in result.stdout

@@ -137,3 +137,16 @@ def test_the_spec_optimizer_hyperparameters_reach_a_torch_optimizer() -> None:
     assert isinstance(state.optimizer, torch.optim.Adamax)
     group = state.optimizer.param_groups[0]
     assert group["betas"] == (0.8, 0.95) and group["weight_decay"] == 0.01
+
+
+def test_a_warmup_applies_to_a_torch_optimizer() -> None:
+    spec = _spec(
+        optimizers=["nadam"],
+        epochs=1,
+        warmup={"kinds": ["linear"], "steps": [100], "optimizers": ["nadam"]},
+    )
+    (config,) = spec.trial_configs()
+    assert (config.warmup, config.warmup_steps) == ("linear", 100)
+    (row,) = run_trial(spec, config, threads=1)
+    # 10 iterations of a 100-iteration linear warmup from 1e-6 to 0.05
+    assert row["lr"] == pytest.approx(1e-6 + (0.05 - 1e-6) * 9 / 100, rel=0.15)
