@@ -35,3 +35,12 @@ def test_a_torch_optimizer_runs_unpacked_and_says_why() -> None:
 
 def test_no_reason_where_no_packs_were_asked_for() -> None:
     assert unpacked_reason(_spec(optimizers=["nadam"], pack_size=1)) is None
+
+
+def test_a_vmappable_workload_with_its_own_metric_packs() -> None:
+    from studies.presets import get_preset
+    from studies.workloads.registry import admit, get_workload
+
+    spec = admit(get_preset("transformer-warmup"))  # shakespeare: val_loss, its own metric_sum
+    assert not get_workload("shakespeare").classification
+    assert unpacked_reason(spec) is None
