@@ -12,7 +12,9 @@ The tests run in file order on one stack (the ``compose_stack`` fixture, conftes
    configurations) POSTed with the token succeeds although the Ray worker's container is
    SIGKILLed (`docker kill`) mid-study and started again: every configuration is in MLflow on
    Postgres as a nested run of the study's run with each epoch's metrics once, none lost; the
-   summary, the figures and the trials CSV are served; Optuna's database exists;
+   summary, the figures and the trials CSV are served (the figures listed are exactly those);
+   Optuna's database exists; the study's MLflow links, as the API answers them, open in
+   headless Chromium where a researcher looks (tests/mlflow_pages.py);
 4. the API container restarted mid-study (a smaller study: 2 epochs, 1 seed): the study goes
    on (its Ray job is not resubmitted) and finishes;
 5. `down` (volumes kept) and `up`: the finished studies are listed and their summaries served;
