@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from studies.analysis.comparisons import Comparison
 from studies.analysis.labels import warmup_label
 from studies.analysis.verdict import ALPHA, METHOD
+from studies.metrics import ACCURACY, Metric
 
 __all__ = [
     "BudgetCurve",
@@ -117,6 +118,9 @@ class StudySummary(BaseModel):
     comparisons: list[Comparison]
     verdict: str
     warmup_tables: list[WarmupTable]
+    # What the numbers are of: every ``*_pct`` / ``acc`` field holds this metric in its display
+    # units (accuracy: percent, the fields' historical names), "best" in its direction.
+    metric: Metric = ACCURACY
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
