@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from service.schemas import FigureFormat, FigureName, Links
+from service.schemas import FigureFormat, Links
+from service.views import study_figures
 from studies import tracking
 from studies.results import StudyRecord
 
 
-def study_links(record: StudyRecord, *, mlflow_ui: str | None, ray_dashboard: str | None) -> Links:
+def study_links(
+    record: StudyRecord,
+    *,
+    mlflow_ui: str | None,
+    ray_dashboard: str | None,
+    has_results: bool = True,
+) -> Links:
+    """``figures``: the figures the study has by its design (``views.study_figures``: the
+    warmup figure only where it varies the warmup), none while ``has_results`` is false (no
+    trial has finished yet, so there is nothing to draw): each listed URL answers 200."""
     base = f"/studies/{record.study_id}"
     figures = {
         f"{name.value}.{fmt.value}": f"{base}/figures/{name.value}.{fmt.value}"
-        for name in FigureName
+        for name in (study_figures(record) if has_results else [])
         for fmt in FigureFormat
     }
     mlflow_run = mlflow_compare = mlflow_trials = None

@@ -28,6 +28,16 @@ def figure_part(name: FigureName, fmt: FigureFormat) -> str:
     return f"figure:{name.value}.{fmt.value}"
 
 
+def study_figures(record: StudyRecord) -> list[FigureName]:
+    """The figures a study has by its design: the warmup figure only where its grid varies the
+    warmup (a foreign spec that does not parse: not the warmup figure, which needs one)."""
+    try:
+        varies_warmup = StudySpec.model_validate(record.spec).varies_warmup
+    except Exception:
+        varies_warmup = False
+    return [name for name in FigureName if name is not FigureName.warmup or varies_warmup]
+
+
 def progress_counts(
     trials: list[TrialRecord], *, total: int, study_ended: bool = False
 ) -> dict[str, int]:

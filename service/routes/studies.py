@@ -34,6 +34,7 @@ from studies.presets import apply_overrides, get_preset
 from studies.results import StudyStatus, TrialRecord
 from studies.spec import StudySpec, spec_error
 from studies.spec_parts import DATASETS, OPTIMIZERS
+from studies.status import COUNTED_TRIAL
 from studies.workloads import registry
 
 router = APIRouter(prefix="/studies", tags=["studies"])
@@ -149,7 +150,9 @@ def _best(trials: list[TrialRecord]) -> BestPublic | None:
     )
 
 
-def _brief(view: StudyView, runtime: Runtime) -> StudyBrief:
+def _brief(view: StudyView, runtime: Runtime, *, has_results: bool = True) -> StudyBrief:
+    """``has_results``: a trial has finished (a list reads no trials: its figures are the
+    study's by design)."""
     record = view.record
     return StudyBrief(
         id=record.study_id,
@@ -161,7 +164,10 @@ def _brief(view: StudyView, runtime: Runtime) -> StudyBrief:
         error=view.error,
         restarts=record.restarts,
         links=study_links(
-            record, mlflow_ui=runtime.mlflow_ui_url, ray_dashboard=runtime.ray_dashboard
+            record,
+            mlflow_ui=runtime.mlflow_ui_url,
+            ray_dashboard=runtime.ray_dashboard,
+            has_results=has_results,
         ),
     )
 
@@ -172,7 +178,7 @@ def _public(view: StudyView, runtime: Runtime) -> StudyPublic:
     total = spec_total(record)
     counts = progress_counts(trials, total=total, study_ended=view.status.terminal)
     return StudyPublic(
-        **dict(_brief(view, runtime)),
+        **dict(_brief(view, runtime, has_results=any(t.status in COUNTED_TRIAL for t in trials))),
         spec=record.spec,
         progress=Progress(**counts),
         best=_best(trials),
