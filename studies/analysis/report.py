@@ -57,6 +57,8 @@ TRIALS_CSV_COLUMNS: tuple[str, ...] = (
     "train_seconds",
     "node",
     "run_id",
+    "repeat",  # a sampled search's repeat and sample index; empty in a grid
+    "sample",
 )
 
 #: Classes per dataset: a trial that diverged before its first evaluation counts at chance.
@@ -178,6 +180,8 @@ def write_trials_csv(trials: Sequence[TrialRecord], path: Path) -> Path:
                     "" if t.train_seconds is None else f"{t.train_seconds:.3f}",
                     t.node or "",
                     t.run_id or "",
+                    "" if t.repeat is None else t.repeat,
+                    "" if t.sample is None else t.sample,
                 ]
             )
     return path

@@ -90,7 +90,7 @@ def reader_for(conn: Connection) -> TrialReader:
     return ServerTrialReader(conn.client)
 
 
-_TRIAL_PARAMS = ("optimizer", "lr", "warmup", "warmup_steps", "seed")
+_TRIAL_PARAMS = ("optimizer", "lr", "warmup", "warmup_steps", "seed", "repeat", "sample")
 _TRIAL_TAGS = (TAG_KIND, TAG_TRIAL_ID, TAG_STATUS, TAG_NODE)
 
 
@@ -200,7 +200,13 @@ def _trial_record(
         node=tags.get(TAG_NODE) or None,
         run_id=run_id,
         train_seconds=_finite_or_inf(train_seconds) if train_seconds is not None else None,
+        repeat=_int_or_none(params.get("repeat")),
+        sample=_int_or_none(params.get("sample")),
     )
+
+
+def _int_or_none(text: str | None) -> int | None:
+    return None if text in (None, "", "None") else int(float(text))
 
 
 def _finite_or_inf(value: float) -> float:
