@@ -21,6 +21,7 @@ from pathlib import Path
 
 from studies import paths, tracking
 from studies.analysis.figures import write_figures
+from studies.analysis.sampled import summarize_sampled
 from studies.analysis.summarize import summarize
 from studies.analysis.summary import StudySummary
 from studies.analysis.tables import format_cells_csv, format_table
@@ -92,13 +93,38 @@ def _chance_pct(record: StudyRecord) -> float:
 
 
 def _summarize_record(record: StudyRecord, trials: Sequence[TrialRecord]) -> StudySummary:
-    return summarize(
+    summary = summarize(
         trials,
         study_id=record.study_id,
         name=record.name,
         status=record.status,
         trials_total=_trials_total(record),
         no_accuracy_pct=_chance_pct(record),
+    )
+    try:
+        spec = StudySpec.from_json_cached(record.spec)
+    except SpecError:
+        return summary
+    if not spec.sampled:
+        return summary
+    # A sampled study: per optimizer its searches (studies.analysis.sampled), their verdict
+    # in place of the grid's (sampled points share no cells), no warmup x lr tables.
+    sampled = summarize_sampled(
+        trials,
+        kind=spec.search.kind,
+        num_samples=spec.search.num_samples,
+        repeats=spec.search.repeats,
+        no_accuracy_pct=_chance_pct(record),
+        partial=summary.partial,
+    )
+    return summary.model_copy(
+        update={
+            "search": spec.search.kind,
+            "sampled": sampled,
+            "comparisons": [],
+            "verdict": sampled.verdict,
+            "warmup_tables": [],
+        }
     )
 
 

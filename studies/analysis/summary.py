@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from studies.analysis.comparisons import Comparison
 from studies.analysis.labels import warmup_label
+from studies.analysis.sampled import SampledSummary
 from studies.analysis.verdict import ALPHA, METHOD
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "CellSummary",
     "Comparison",
     "OptimizerSummary",
+    "SampledSummary",
     "StudySummary",
     "WarmupTable",
 ]
@@ -117,6 +119,12 @@ class StudySummary(BaseModel):
     comparisons: list[Comparison]
     verdict: str
     warmup_tables: list[WarmupTable]
+    search: str = Field(default="grid", description="grid, optuna or random")
+    sampled: SampledSummary | None = Field(
+        default=None,
+        description="a sampled study's searches per optimizer (studies.analysis.sampled); its "
+        "verdict is the study's, and the grid's comparisons are left empty",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -60,7 +60,7 @@ class _Pending:
     failed: bool = False
 
 
-class FairSearch(Searcher):  # type: ignore[misc]
+class FairSearch(Searcher):
     """Tune's searcher for a sampled study: per (optimizer, repeat) stream, ``num_samples``
     points, each suggested once per seed, round-robin over the streams (see the module)."""
 
@@ -110,9 +110,9 @@ class FairSearch(Searcher):  # type: ignore[misc]
             self._studies[stream] = study
         return study
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[Any, Any] | None:
         if self.next >= len(self.order):
-            return Searcher.FINISHED  # type: ignore[no-any-return]
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune's sentinel
         sample, stream, seed = self.order[self.next]
         self.next += 1
         pending = self.pending.get((stream, sample))

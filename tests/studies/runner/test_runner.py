@@ -273,9 +273,9 @@ def test_a_sampled_study_gives_every_optimizer_the_same_budget(
         else:
             assert (trial.warmup, trial.warmup_steps) == ("none", 0)
         assert trial.repeat is not None and trial.sample is not None
-        samples.setdefault(trial.optimizer, {}).setdefault(
-            (trial.repeat, trial.sample), set()
-        ).add(trial.seed)
+        samples.setdefault(trial.optimizer, {}).setdefault((trial.repeat, trial.sample), set()).add(
+            trial.seed
+        )
     counts = {opt: len(points) for opt, points in samples.items()}
     assert counts == {"radam": 4, "adamw": 4, "sgd": 4}  # no optimizer fewer than another
     for points in samples.values():
