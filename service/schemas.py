@@ -32,6 +32,8 @@ class FigureName(StrEnum):
     lr_sensitivity = "lr_sensitivity"
     warmup = "warmup"
     expected_max = "expected_max"
+    tuning_curve = "tuning_curve"  # a sampled study's (search.kind optuna or random)
+    lr_samples = "lr_samples"
 
 
 class FigureFormat(StrEnum):

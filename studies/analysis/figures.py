@@ -35,6 +35,7 @@ from matplotlib.ticker import MaxNLocator
 from studies.analysis.labels import format_lr, optimizer_label, warmup_label
 from studies.analysis.sampled_figures import lr_samples_figure, tuning_curve_figure
 from studies.analysis.summary import CellSummary, StudySummary
+from studies.spec import StudySpec
 
 PANEL_SIZE = (4.2, 3.4)  # inches per Figure-6 panel
 MAX_COLUMNS = 4  # Figure-6 panels per row
@@ -280,6 +281,14 @@ def figure_names(summary: StudySummary) -> list[str]:
     if summary.sampled is not None:
         return list(SAMPLED_FIGURES)
     return [n for n in GRID_FIGURES if n != "warmup" or summary.varies_warmup]
+
+
+def figure_names_for_spec(spec: StudySpec) -> list[str]:
+    """The figures a study of this spec will have (``figure_names`` once it has a summary)."""
+    if spec.sampled:
+        return list(SAMPLED_FIGURES)
+    settings = {point for opt in spec.optimizers for point in spec.warmups_for(opt)}
+    return [n for n in GRID_FIGURES if n != "warmup" or len(settings) > 1]
 
 
 def render(summary: StudySummary, name: str) -> Figure | None:

@@ -138,7 +138,38 @@ def test_listed_with_links(client: httpx.Client, finished: dict[str, Any]) -> No
     assert links["summary"] == f"/studies/{finished['id']}/summary"
     assert links["figures"]["figure6.png"].endswith("/figures/figure6.png")
     assert links["figures"]["expected_max.svg"].endswith("/figures/expected_max.svg")
+    assert not {"warmup.png", "tuning_curve.png"} & set(links["figures"])  # not this study's
     assert links["ray_job"]
+
+
+def test_a_sampled_study_serves_its_own_table_and_figures(
+    client: httpx.Client, finished: dict[str, Any]
+) -> None:
+    """Random search, each optimizer its own: the summary has a search per optimizer, the
+    links list only the figures it has, and those are served (the grid's are 404)."""
+    del finished  # the grid study is done: this one may start (one active study at a time)
+    spec = digits_spec(
+        name="sampled", search={"kind": "random", "num_samples": 2}, learning_rates=[0.01, 0.1]
+    )
+    response = client.post("/studies", json=spec, headers=AUTH)
+    assert response.status_code == 202, response.text
+    study = wait_for(client, response.json()["id"], timeout_s=300)
+    assert study["status"] == "succeeded"
+    assert sorted(study["links"]["figures"]) == [
+        "lr_samples.png",
+        "lr_samples.svg",
+        "tuning_curve.png",
+        "tuning_curve.svg",
+    ]
+    summary = client.get(f"/studies/{study['id']}/summary").json()
+    assert summary["search"] == "random"
+    searches = summary["sampled"]["optimizers"]
+    assert [(o["optimizer"], o["samples"]) for o in searches] == [("radam", 2), ("adam", 2)]
+    for link in study["links"]["figures"].values():
+        figure = client.get(link)
+        assert figure.status_code == 200 and len(figure.content) > 1000
+    grid_figure = client.get(f"/studies/{study['id']}/figures/figure6.png")
+    assert grid_figure.status_code == 404 and "tuning_curve" in grid_figure.json()["detail"]
 
 
 def test_mlflow_record_is_complete(home: Path, finished: dict[str, Any]) -> None:

@@ -82,7 +82,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, Path]:
 def test_the_report_has_a_row_and_a_search_per_optimizer(
     finished: tuple[str, str, Path],
 ) -> None:
-    uri, study_id, out = finished
+    uri, study_id, _ = finished
     summary = report.load_summary(study_id, tracking_uri=uri)
     assert summary.search == "random" and summary.sampled is not None
     assert summary.comparisons == [] and summary.warmup_tables == []
