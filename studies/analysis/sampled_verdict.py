@@ -19,9 +19,11 @@ Two statistics, one error budget: the best found is tested first at ``ALPHA``; o
 rejects is the area tested (at ``ALPHA`` too). This fixed sequence keeps the chance of any
 false claim for a pair at ``ALPHA`` (the area can add a claim only after a true or false
 first one). Calibrated in tests/studies/analysis/test_sampled_verdict.py under simulated
-nulls (random search on a shared response surface): the false-claim rate stays within 5%
-plus Monte Carlo error. As in the grid verdict, each pair is tested at 5% (no correction
-across pairs).
+nulls (two optimizers' random searches of 8 configurations on one peaked surface over log lr,
+seed noise 1 point; 2,000 studies per row, vectorised, about a second): false claims 0% /
+2.7% / 4.1% / 4.7% / 5.0% with 3 / 4 / 5 / 6 / 8 repeats (the test holds them under the 99%
+binomial bound of 5%); power against a surface 1.5 points lower everywhere 0% / 36% / 55% /
+67% / 79%. As in the grid verdict, each pair is tested at 5% (no correction across pairs).
 """
 
 from __future__ import annotations
