@@ -115,7 +115,7 @@ class SearchSpec(StrictModel):
 
     A sampled search (``optuna`` or ``random``) gives every optimizer a search of its own, so
     optimizers are compared at equal budgets (Sivaprasad et al. 2020): per optimizer and per
-    repeat one sampler (its own state, seeded ``seed + repeat``) over the same space, the log
+    repeat one sampler (its own state, seeded from ``(seed, repeat)``) over the same space, the log
     learning rate in ``lr_range`` (default: the spec's smallest to largest learning rate)
     and, for an optimizer that warms up linearly, the log warmup length in
     ``warmup_steps_range`` (default: the spec's shortest to longest); ``num_samples``
@@ -126,7 +126,7 @@ class SearchSpec(StrictModel):
     kind: SearchKind = "grid"
     num_samples: int = Field(default=20, ge=1)  # samples per optimizer and repeat, x seeds
     repeats: int = Field(default=1, ge=1, le=100)  # independent searches per optimizer
-    seed: int = Field(default=0, ge=0)  # repeat r's samplers are seeded seed + r
+    seed: int = Field(default=0, ge=0)  # repeat r's samplers: seeded from (seed, r)
     lr_range: tuple[PositiveLr, PositiveLr] | None = None  # log-uniform bounds
     warmup_steps_range: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = (
         None  # iterations

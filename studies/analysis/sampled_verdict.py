@@ -40,7 +40,7 @@ from studies.analysis.labels import optimizer_label
 ALPHA = 0.05
 MAX_EXACT = 20_000  # splits listed exactly; more are drawn at random
 DEFAULT_DRAWS = 9_999
-METHOD = "two-sample permutation test over repeats (two-sided)"
+METHOD = "two-sample permutation test over repeats, two-sided"
 
 
 class SampledComparison(BaseModel):

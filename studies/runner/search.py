@@ -2,7 +2,8 @@
 every optimizer on an equal budget.
 
 One Optuna study per (optimizer, repeat), a *stream*: its own sampler (TPE, or a
-``RandomSampler``: log-uniform over the same space), seeded ``search.seed + repeat``, in RDB
+``RandomSampler``: log-uniform over the same space), seeded by ``sampler_seed(search.seed,
+repeat)``, in RDB
 storage (``paths.optuna_storage()``, named ``<study id>.<optimizer>.r<repeat>``). Each stream
 draws exactly ``num_samples`` points over the same space (log lr; the log warmup length where
 the optimizer warms up linearly), and each point runs once per seed; the stream is told the
@@ -15,15 +16,26 @@ lays its points out with ``tune.grid_search``.
 
 from __future__ import annotations
 
+import functools
 import math
 import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from ray.tune.search import Searcher
 
 from studies import paths
 from studies.spec import StudySpec
+
+
+def sampler_seed(seed: int, repeat: int) -> int:
+    """Repeat ``repeat``'s sampler seed: ``(seed, repeat)`` mixed by numpy's ``SeedSequence``
+    (consecutive small seeds give Mersenne Twister first draws that sit close together:
+    seeds 0 and 3 both start near 0.55). Every optimizer of a repeat gets the same seed, so
+    random search tries the same learning rates for each (common random numbers); their
+    samplers stay separate."""
+    return int(np.random.SeedSequence([seed, repeat]).generate_state(1)[0])
 
 
 def sample_point(trial: Any, spec: StudySpec, optimizer: str) -> dict[str, Any]:
@@ -94,7 +106,7 @@ class FairSearch(Searcher):
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             optimizer, repeat = self.streams[stream]
-            seed = self.spec.search.seed + repeat
+            seed = sampler_seed(self.spec.search.seed, repeat)
             sampler: Any = (
                 optuna.samplers.RandomSampler(seed=seed)
                 if self.spec.search.kind == "random"
@@ -102,7 +114,7 @@ class FairSearch(Searcher):
             )
             study = optuna.create_study(
                 study_name=f"{self.study_id}.{optimizer}.r{repeat}",
-                storage=optuna.storages.RDBStorage(paths.optuna_storage()),
+                storage=_storage(paths.optuna_storage()),
                 sampler=sampler,
                 direction="maximize",
                 load_if_exists=True,
@@ -175,6 +187,14 @@ class FairSearch(Searcher):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._studies = {}
+
+
+@functools.cache
+def _storage(url: str) -> Any:
+    """One RDB storage per URL in this process (each checks its schema when made)."""
+    import optuna
+
+    return optuna.storages.RDBStorage(url)
 
 
 def search_alg(spec: StudySpec, study_id: str, constants: dict[str, Any]) -> FairSearch:

@@ -68,7 +68,9 @@ def test_every_optimizer_gets_the_same_samples_in_round_robin(kind: str) -> None
 
 
 def test_random_search_is_seeded_per_repeat_and_log_uniform() -> None:
-    spec = _spec("random", num_samples=200, repeats=2)
+    one = _spec("random", num_samples=20, repeats=2).to_dict()
+    one |= {"optimizers": ["sgd"], "seeds": [0], "warmup": {"kinds": ["none"]}}
+    spec = StudySpec.parse(one)
     configs = _drain(FairSearch(spec, "a", {}))
     again = _drain(FairSearch(spec.model_copy(), "b", {}))  # another study, same seeds
     lrs = [(c["optimizer"], c["repeat"], c["sample"], c["lr"]) for c in configs]
@@ -76,9 +78,9 @@ def test_random_search_is_seeded_per_repeat_and_log_uniform() -> None:
     repeat0 = [c["lr"] for c in configs if c["repeat"] == 0 and c["optimizer"] == "sgd"]
     repeat1 = [c["lr"] for c in configs if c["repeat"] == 1 and c["optimizer"] == "sgd"]
     assert repeat0 != repeat1  # each repeat its own sampler seed
-    logs = [math.log10(lr) for lr in repeat0[::2]]  # one per sample (seeds share the point)
+    logs = [math.log10(lr) for lr in repeat0 + repeat1]
     below = sum(1 for x in logs if x < -2) / len(logs)  # half the log range: about half
-    assert 0.4 < below < 0.6
+    assert 0.25 < below < 0.75  # 40 draws: a coarse check
 
 
 def test_the_sampler_is_told_the_mean_over_seeds_and_resumes_from_a_save(tmp_path: Path) -> None:
