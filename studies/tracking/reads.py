@@ -206,7 +206,12 @@ def _trial_record(
 
 
 def _int_or_none(text: str | None) -> int | None:
-    return None if text in (None, "", "None") else int(float(text))
+    """A sampled trial's repeat or sample index; None for a grid trial (absent, or logged as
+    JSON ``null`` by a caller that flattened a ``TrialConfig`` with its unset fields)."""
+    try:
+        return int(float(text)) if text else None
+    except ValueError:
+        return None
 
 
 def _finite_or_inf(value: float) -> float:
