@@ -132,6 +132,8 @@ class TrialPublic(BaseModel):
     train_seconds: float | None = None
     node: str | None = None
     run_id: str | None = None
+    repeat: int | None = None  # a sampled study's repeat and sample index; None in a grid
+    sample: int | None = None
     history: dict[str, list[float]] = Field(default_factory=dict)
 
 

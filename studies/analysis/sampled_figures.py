@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from studies.analysis.sampled import SampledSummary
 
@@ -125,6 +125,10 @@ def lr_samples_figure(sampled: SampledSummary, title: str) -> Figure:
                 label="best found",
             )
         ax.set_xscale("log")
+        # ticks at 1 and 3 per decade (Figure 6's lrs), as plain numbers; no minor labels
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{opt.label}: {opt.samples} points", fontsize="medium")
         ax.set_xlabel("learning rate (log)")
         ax.grid(alpha=0.3)

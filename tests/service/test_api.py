@@ -168,6 +168,10 @@ def test_a_sampled_study_serves_its_own_table_and_figures(
     for link in study["links"]["figures"].values():
         figure = client.get(link)
         assert figure.status_code == 200 and len(figure.content) > 1000
+    rows = client.get(f"/studies/{study['id']}/trials").json()
+    assert {(r["optimizer"], r["repeat"], r["sample"]) for r in rows} == {
+        (o, 0, s) for o in ("radam", "adam") for s in (0, 1)
+    }
     grid_figure = client.get(f"/studies/{study['id']}/figures/figure6.png")
     assert grid_figure.status_code == 404 and "tuning_curve" in grid_figure.json()["detail"]
 
