@@ -98,18 +98,24 @@ class SampledSummary(BaseModel):
     verdict: str = Field(description="the head, then one sentence per pair")
 
 
-def _score_pct(trial: TrialRecord, no_accuracy_pct: float) -> float:
-    accs = [a for a in trial.history.get("test_acc", []) if math.isfinite(a)]
-    return 100.0 * accs[-1] if accs else no_accuracy_pct
+def _score_pct(trial: TrialRecord, no_accuracy_pct: float, metric: str, scale: float) -> float:
+    values = [v for v in trial.history.get(metric, []) if math.isfinite(v)]
+    return scale * values[-1] if values else no_accuracy_pct
 
 
-def _points(trials: Sequence[TrialRecord], no_accuracy_pct: float) -> list[SampledPoint]:
+def _points(
+    trials: Sequence[TrialRecord], no_accuracy_pct: float, metric: str, scale: float
+) -> list[SampledPoint]:
     groups: dict[tuple[int, int], list[TrialRecord]] = {}
     for t in trials:
         groups.setdefault((t.repeat or 0, t.sample or 0), []).append(t)
     points = []
     for (repeat, sample), group in sorted(groups.items()):
-        scores = [_score_pct(t, no_accuracy_pct) for t in group if t.status in COUNTED_TRIAL]
+        scores = [
+            _score_pct(t, no_accuracy_pct, metric, scale)
+            for t in group
+            if t.status in COUNTED_TRIAL
+        ]
         first = group[0]
         points.append(
             SampledPoint(
@@ -198,6 +204,8 @@ def summarize_sampled(
     repeats: int,
     higher_is_better: bool = ACCURACY_HIGHER_IS_BETTER,
     no_accuracy_pct: float = 0.0,
+    metric: str = "test_acc",  # the history curve scored (its last finite value)
+    display_scale: float = 100.0,  # record units -> display units (fraction -> percent)
     draws: int = DEFAULT_DRAWS,
     rng_seed: int = 0,
     partial: bool = False,
@@ -211,7 +219,7 @@ def summarize_sampled(
     for name in sorted(by_opt, key=optimizer_rank):
         summary, best, area = _optimizer(
             name,
-            _points(by_opt[name], no_accuracy_pct),
+            _points(by_opt[name], no_accuracy_pct, metric, display_scale),
             kind=kind,
             repeats=repeats,
             n=num_samples,
