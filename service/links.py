@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from service.schemas import FigureFormat, FigureName, Links
+from service.schemas import FigureFormat, Links
+from service.views import study_figures
 from studies import tracking
-from studies.analysis.figures import figure_names_for_spec
-from studies.errors import SpecError
 from studies.results import StudyRecord
-from studies.spec import StudySpec
 
 
-def _figure_names(record: StudyRecord) -> list[str]:
-    """The figures this study has (a grid's or a sampled study's; the warmup figure only
-    when the grid varies the warmup); every name when its spec does not parse."""
-    try:
-        return figure_names_for_spec(StudySpec.from_json_cached(record.spec))
-    except SpecError:
-        return [name.value for name in FigureName]
-
-
-def study_links(record: StudyRecord, *, mlflow_ui: str | None, ray_dashboard: str | None) -> Links:
+def study_links(
+    record: StudyRecord,
+    *,
+    mlflow_ui: str | None,
+    ray_dashboard: str | None,
+    has_results: bool = True,
+) -> Links:
+    """``figures``: the figures the study has by its design (``views.study_figures``: a
+    sampled study's tuning_curve and lr_samples, a grid's others, the warmup figure only where
+    it varies the warmup), none while ``has_results`` is false (no
+    trial has finished yet, so there is nothing to draw): each listed URL answers 200."""
     base = f"/studies/{record.study_id}"
     figures = {
-        f"{name}.{fmt.value}": f"{base}/figures/{name}.{fmt.value}"
-        for name in _figure_names(record)
+        f"{name.value}.{fmt.value}": f"{base}/figures/{name.value}.{fmt.value}"
+        for name in (study_figures(record) if has_results else [])
         for fmt in FigureFormat
     }
     mlflow_run = mlflow_compare = mlflow_trials = None

@@ -6,11 +6,13 @@ on the GIL behind one or two queries per read, p99 1.8 s).
   figures) are kept by study id and served from memory. Such a study changes only if someone
   resumes it (``robustness run --study-id ID --resume``, another process) or deletes it, so its
   record is read again at most every ``fresh_s`` seconds (one reader does it; those arriving
-  meanwhile take its answer); a record that changed drops everything kept for it. The service's own
-  writes drop the study at once (``forget``).
-* Pages of the study list are kept ``fresh_s`` seconds, and dropped by any write of this
-  service and whenever a read sees a study newly finished (a GET that shows a study
-  ``succeeded`` is not followed by a list that shows it running).
+  meanwhile are answered from memory, without waiting for it: stale while it revalidates, by
+  one query's time at most); a record that changed drops everything kept for it. The service's
+  own writes drop the study at once (``forget``).
+* Pages of the study list are kept ``fresh_s`` seconds (and served while one reader computes
+  the page again), and dropped by any write of this service and whenever a read sees a study
+  newly finished (a GET that shows a study ``succeeded`` is not followed by a list that shows
+  it running).
 * Active studies are never kept: each read of one asks the store (and Ray).
 
 Filling is single-flight: the requests that arrive while a value (or any study's record) is
@@ -82,16 +84,22 @@ class ReadCache:
         """The study's record: a finished study's from memory (re-read when older than
         ``fresh_s``), any other's from ``fetch``. Readers that arrive while a fetch of the same
         study is under way take its answer (a burst of 50 costs one query, not 50 in a row
-        under the GIL), unless this service wrote since it began. ``StudyNotFoundError``
-        passes through."""
+        under the GIL), unless this service wrote since it began; where the study is a kept
+        finished one being re-read, they take the kept record at once (stale while it
+        revalidates). ``StudyNotFoundError`` passes through."""
         with self._lock:
             entry = self._studies.get(study_id)
-            if entry is not None:
-                self._studies.move_to_end(study_id)
-                if self._clock() - entry.checked_at < self.fresh_s:
-                    return entry.record
             flight = self._flights.get(study_id)
             mine = flight is None or flight.generation != self._generation
+            if entry is not None:
+                self._studies.move_to_end(study_id)
+                if self._clock() - entry.checked_at < self.fresh_s or (
+                    self.fresh_s > 0 and not mine
+                ):
+                    # fresh, or another reader is re-reading it: no one waits on that query
+                    # (under load, one round trip to an MLflow server took 0.5-0.9 s and
+                    # held every read of the study behind it: bench/README.md, burst.py)
+                    return entry.record
             if mine:
                 flight = self._flights[study_id] = _Flight(self._generation)
         assert flight is not None
@@ -166,22 +174,33 @@ class ReadCache:
                 entry.flights.pop(name, None)
             return value
 
+    def _servable(self, study_id: str) -> _Finished | None:
+        """The kept entry when it is fresh or being re-read (under the lock)."""
+        entry = self._studies.get(study_id)
+        if entry is None:
+            return None
+        flight = self._flights.get(study_id)
+        rereading = (
+            self.fresh_s > 0 and flight is not None and flight.generation == self._generation
+        )
+        if self._clock() - entry.checked_at >= self.fresh_s and not rereading:
+            return None
+        return entry
+
     def peek_record(self, study_id: str) -> StudyRecord | None:
-        """A finished study's record when it is kept and fresh, else None (never waits)."""
+        """A finished study's record when it is kept and fresh (or being re-read), else None
+        (never waits)."""
         with self._lock:
-            entry = self._studies.get(study_id)
-            if entry is None or self._clock() - entry.checked_at >= self.fresh_s:
-                return None
-            return entry.record
+            entry = self._servable(study_id)
+            return None if entry is None else entry.record
 
     def peek(self, study_id: str, name: str) -> object | None:
-        """What is kept as ``name`` for a finished study whose record is fresh, else None;
-        never waits on a query (an async route answers a hit on the event loop)."""
+        """What is kept as ``name`` for a finished study whose record is fresh (or being
+        re-read), else None; never waits on a query (an async route answers a hit on the
+        event loop)."""
         with self._lock:
-            entry = self._studies.get(study_id)
-            if entry is None or self._clock() - entry.checked_at >= self.fresh_s:
-                return None
-            return entry.parts.get(name)
+            entry = self._servable(study_id)
+            return None if entry is None else entry.parts.get(name)
 
     # ---- the study list -----------------------------------------------------------------
 
@@ -189,9 +208,14 @@ class ReadCache:
         """A page kept less than ``fresh_s`` ago, else None (never waits)."""
         with self._lock:
             hit = self._pages.get(key)
-            if hit is None or self._clock() - hit[0] >= self.fresh_s:
+            if hit is None or not self._page_servable(key, hit[0]):
                 return None
             return hit[1]
+
+    def _page_servable(self, key: Hashable, kept_at: float) -> bool:
+        """Fresh, or another reader is computing it again (under the lock)."""
+        flight = self._page_flights.get(key)
+        return self._clock() - kept_at < self.fresh_s or (flight is not None and flight.locked())
 
     def page(self, key: Hashable, compute: Callable[[], T]) -> T:
         """A page of the list, kept ``fresh_s`` seconds (single-flight per page)."""
@@ -199,7 +223,7 @@ class ReadCache:
             return compute()
         with self._lock:
             hit = self._pages.get(key)
-            if hit is not None and self._clock() - hit[0] < self.fresh_s:
+            if hit is not None and self._page_servable(key, hit[0]):
                 return cast(T, hit[1])
             flight = self._page_flights.setdefault(key, threading.Lock())
         with flight:

@@ -221,6 +221,12 @@ class StudySpec(StrictModel):
         return self.search.kind != "grid"
 
     @property
+    def varies_warmup(self) -> bool:
+        """More than one warmup setting in the grid (optimizers without a warmup count as
+        ``none``): the study has a warmup figure and warmup tables."""
+        return len({point for opt in self.optimizers for point in self.warmups_for(opt)}) > 1
+
+    @property
     def num_trials(self) -> int:
         if self.sampled:  # every optimizer the same budget
             search = self.search

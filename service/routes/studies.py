@@ -33,6 +33,7 @@ from studies.admission import check_trials
 from studies.presets import apply_overrides, get_preset
 from studies.results import StudyStatus, TrialRecord
 from studies.spec import StudySpec, spec_error
+from studies.status import COUNTED_TRIAL
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 T = TypeVar("T")
@@ -125,7 +126,9 @@ def _best(trials: list[TrialRecord]) -> BestPublic | None:
     )
 
 
-def _brief(view: StudyView, runtime: Runtime) -> StudyBrief:
+def _brief(view: StudyView, runtime: Runtime, *, has_results: bool = True) -> StudyBrief:
+    """``has_results``: a trial has finished (a list reads no trials: its figures are the
+    study's by design)."""
     record = view.record
     return StudyBrief(
         id=record.study_id,
@@ -137,7 +140,10 @@ def _brief(view: StudyView, runtime: Runtime) -> StudyBrief:
         error=view.error,
         restarts=record.restarts,
         links=study_links(
-            record, mlflow_ui=runtime.mlflow_ui_url, ray_dashboard=runtime.ray_dashboard
+            record,
+            mlflow_ui=runtime.mlflow_ui_url,
+            ray_dashboard=runtime.ray_dashboard,
+            has_results=has_results,
         ),
     )
 
@@ -148,7 +154,7 @@ def _public(view: StudyView, runtime: Runtime) -> StudyPublic:
     total = spec_total(record)
     counts = progress_counts(trials, total=total, study_ended=view.status.terminal)
     return StudyPublic(
-        **dict(_brief(view, runtime)),
+        **dict(_brief(view, runtime, has_results=any(t.status in COUNTED_TRIAL for t in trials))),
         spec=record.spec,
         progress=Progress(**counts),
         best=_best(trials),

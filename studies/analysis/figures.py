@@ -287,8 +287,7 @@ def figure_names_for_spec(spec: StudySpec) -> list[str]:
     """The figures a study of this spec will have (``figure_names`` once it has a summary)."""
     if spec.sampled:
         return list(SAMPLED_FIGURES)
-    settings = {point for opt in spec.optimizers for point in spec.warmups_for(opt)}
-    return [n for n in GRID_FIGURES if n != "warmup" or len(settings) > 1]
+    return [n for n in GRID_FIGURES if n != "warmup" or spec.varies_warmup]
 
 
 def render(summary: StudySummary, name: str) -> Figure | None:

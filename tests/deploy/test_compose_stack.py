@@ -12,7 +12,9 @@ The tests run in file order on one stack (the ``compose_stack`` fixture, conftes
    configurations) POSTed with the token succeeds although the Ray worker's container is
    SIGKILLed (`docker kill`) mid-study and started again: every configuration is in MLflow on
    Postgres as a nested run of the study's run with each epoch's metrics once, none lost; the
-   summary, the figures and the trials CSV are served; Optuna's database exists;
+   summary, the figures and the trials CSV are served (the figures listed are exactly those);
+   Optuna's database exists; the study's MLflow links, as the API answers them, open in
+   headless Chromium where a researcher looks (tests/mlflow_pages.py);
 4. the API container restarted mid-study (a smaller study: 2 epochs, 1 seed): the study goes
    on (its Ray job is not resubmitted) and finishes;
 5. `down` (volumes kept) and `up`: the finished studies are listed and their summaries served;
@@ -30,7 +32,9 @@ from __future__ import annotations
 import csv
 import io
 import socket
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -270,9 +274,10 @@ def test_summary_figures_and_trials_csv_are_served(
     assert summary["status"] == "succeeded" and summary["partial"] is False
     assert summary["trials_done"] == CONFIGURATIONS and summary["epochs"] == EPOCHS
     figures = study["links"]["figures"]
-    # The figures of a study that does not vary the warmup (the warmup figure is a 404 there).
+    # The figures of a study that does not vary the warmup (no warmup figure: it has none), and
+    # every one listed is served.
     wanted = [f"{name}.{fmt}" for name in FIGURES for fmt in ("png", "svg")]
-    assert set(wanted) <= set(figures), figures
+    assert sorted(figures) == sorted(wanted), figures
     with compose_stack.http() as client:
         for name in wanted:
             response = client.get(figures[name])
@@ -283,6 +288,42 @@ def test_summary_figures_and_trials_csv_are_served(
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert len(rows) == CONFIGURATIONS
+
+
+def test_mlflow_links_land_where_a_researcher_looks(
+    compose_stack: ComposeStack, survived_worker_kill: dict[str, Any], tmp_path: Path
+) -> None:
+    """The study's MLflow links, as the API container answers them, opened in headless
+    Chromium against the stack's MLflow server (on Postgres): the same checks as against the
+    embedded server (tests/mlflow_pages.py; screenshots under ``tmp_path``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from browser import browser
+    from mlflow_pages import Trial, assert_researcher_view, open_study_links
+
+    browser()
+    study = survived_worker_kill["study"]
+    links = study["links"]
+    for name in ("mlflow_compare", "mlflow_trials", "mlflow_run"):
+        assert links[name].startswith(f"{compose_stack.mlflow_url}/"), links
+    trials = [
+        Trial(t["trial_id"], t["history"]["test_acc"][-1])
+        for t in _trials(compose_stack, study["id"])
+    ]
+    with compose_stack.timed("mlflow links in chromium"):
+        seen = open_study_links(
+            compare=links["mlflow_compare"],
+            trials=links["mlflow_trials"],
+            run=links["mlflow_run"],
+            shots=tmp_path,
+        )
+    # figure6-quick's grid: 3 optimizers x 4 learning rates x 2 seeds
+    assert_researcher_view(
+        seen,
+        study_name=study["name"],
+        experiment="robustness",
+        trials=trials,
+        axes=["optimizer", "lr", "seed"],
+    )
 
 
 # --- 4. the API restarted mid-study ---------------------------------------------------------

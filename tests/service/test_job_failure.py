@@ -9,10 +9,11 @@ service (with its driver frozen, so it cannot record its own cancel, and as it i
   with the reason and writes that back to the record (so lists and a restarted service see
   it too), and a cancel is refused (409).
 
-One real service process (uvicorn, its own local Ray head, SQLite MLflow). Each study is sized
-to run for well over the time the test needs to act (trials one at a time, tens of epochs
-each), and is interrupted once its first trial has logged an epoch; the test checks that Ray
-saw the job end the way the test ended it (FAILED / STOPPED, not SUCCEEDED)."""
+One real service process (uvicorn, its own local Ray head, SQLite MLflow). A study that the
+test stops cannot end first, by construction, not by a race: it has far more work than the
+test's own deadlines leave time for (``STOPPED_EPOCHS``), and the test stops it once its first
+trial runs; the test checks that Ray saw the job end the way the test ended it (FAILED /
+STOPPED, never SUCCEEDED) and what the service answers then, body by body."""
 
 from __future__ import annotations
 
@@ -35,12 +36,15 @@ pytestmark = pytest.mark.slow
 
 LEARNING_RATES = [0.03, 0.01, 0.003, 0.001]
 TOTAL = 8  # trials: two optimizers x four learning rates, one at a time
-# 60 epochs: ~6 s of training per trial on an idle core (0.1 s an epoch, measured), so the
-# study is over a minute of work even unloaded; the test acts within a second or so of seeing
-# the first trial start (typically still at epoch 0), so the study cannot finish first
-EPOCHS = 60
 START_TIMEOUT_S = 300.0  # a fresh head's first job, torch imports, a trial actor: on 2 cores
 RAY_TIMEOUT_S = 120.0  # for Ray to notice a dead driver, or to stop a job
+# The studies the test stops: 500,000 epochs a trial, one trial at a time. An epoch is ten
+# optimizer steps, an evaluation, a Tune report and an MLflow write: even at 1 ms an epoch
+# (tens of ms here) the first trial alone outlasts START_TIMEOUT_S + RAY_TIMEOUT_S, the most
+# the test waits before it stops the job, so the study cannot finish before it is stopped
+# however loaded the machine is (60 epochs, as before, could: ~1 s a trial when idle).
+STOPPED_EPOCHS = 500_000
+assert STOPPED_EPOCHS * 0.001 > START_TIMEOUT_S + RAY_TIMEOUT_S  # seconds
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +74,7 @@ def submit_long_study(
     name: str,
     *,
     learning_rates: list[float] = LEARNING_RATES,
-    epochs: int = EPOCHS,
+    epochs: int = STOPPED_EPOCHS,
 ) -> str:
     spec = digits_spec(
         name=name,
@@ -158,7 +162,12 @@ def assert_written_back(client: httpx.Client, tracking_uri: str, study: dict[str
 
     cancel = client.post(f"/studies/{study_id}/cancel")
     assert cancel.status_code == 409, cancel.text
-    assert f"already {status}" in cancel.json()["detail"]
+    assert cancel.headers["content-type"] == "application/json"
+    assert cancel.json() == {
+        "detail": f"study {study_id} is already {status}; only a queued or running study "
+        "can be cancelled",
+        "field": None,
+    }
     assert client.get(f"/studies/{study_id}").json()["status"] == status
     assert tracking.store_for(tracking_uri).get_study(study_id).status == status
 
@@ -260,7 +269,19 @@ def test_job_stopped_through_ray_cancels_the_study_and_its_record(
         assert study["error"] == STOPPED_BY_SERVICE, study["error"]
     else:
         assert study["error"] in (None, STOPPED_BY_SERVICE), study["error"]
-    assert study["progress"]["done"] < TOTAL, study
-    assert study["progress"]["running"] == 0, study  # an ended study runs nothing
+    assert study["restarts"] == 0, study  # a stopped job is the study's end, not resubmitted
+    assert study["eta_seconds"] == 0.0, study
+    # its first trial never finishes (STOPPED_EPOCHS); an ended study runs nothing: the trial
+    # it left open is pending, as a resume would run it again
+    assert study["progress"] == {
+        "total": TOTAL,
+        "done": 0,
+        "finished": 0,
+        "running": 0,
+        "failed": 0,
+        "diverged": 0,
+        "pending": TOTAL,
+    }, study
+    assert study["links"]["figures"] == {}  # no finished trial: no figure to draw
 
     assert_written_back(client, tracking_uri, study)

@@ -90,6 +90,57 @@ def test_a_finished_study_is_read_once_then_again_after_fresh_s() -> None:
     assert cache.part(cache.record(sid, records.fetch), "x", lambda: "second") == "first"
 
 
+def test_a_stale_finished_study_is_served_while_one_reader_rereads_it() -> None:
+    """Past ``fresh_s``, one reader re-reads the record; the others are answered from memory
+    at once (a slow MLflow server does not hold a burst of reads), then see the new record."""
+    clock, records = Clock(), Records(a_record())
+    cache = ReadCache(fresh_s=1.0, clock=clock)
+    sid = a_record().study_id
+    kept = cache.record(sid, records.fetch)
+    assert cache.part(kept, "summary", lambda: "kept") == "kept"
+    assert cache.page("list", lambda: ["kept page"]) == ["kept page"]
+    clock.now += 1.5
+    assert cache.peek(sid, "summary") is None  # stale, and no one is re-reading it
+    assert cache.peek_page("list") is None
+    fetching, release = threading.Event(), threading.Event()
+
+    def slow_fetch(study_id: str) -> StudyRecord:
+        fetching.set()
+        release.wait(10)
+        return records.fetch(study_id)
+
+    records.change(sid, StudyStatus.FAILED)  # changed elsewhere meanwhile
+    rereader = threading.Thread(target=cache.record, args=(sid, slow_fetch))
+    rereader.start()
+    assert fetching.wait(10)
+    started = time.monotonic()
+    assert cache.record(sid, records.fetch) is kept  # no wait, no second query
+    assert cache.peek_record(sid) is kept and cache.peek(sid, "summary") == "kept"
+    assert time.monotonic() - started < 1.0
+    assert records.fetches == 1  # only the first read so far: the re-read is under way
+
+    page_computing, page_release = threading.Event(), threading.Event()
+
+    def slow_page() -> list[str]:
+        page_computing.set()
+        page_release.wait(10)
+        return ["new page"]
+
+    pager = threading.Thread(target=cache.page, args=("list", slow_page))
+    pager.start()
+    assert page_computing.wait(10)
+    assert cache.page("list", lambda: ["never"]) == ["kept page"]
+    assert cache.peek_page("list") == ["kept page"]
+    page_release.set()
+    pager.join(10)
+    assert cache.page("list", lambda: ["never"]) == ["new page"]
+
+    release.set()
+    rereader.join(10)
+    assert cache.record(sid, records.fetch).status == StudyStatus.FAILED  # then the new one
+    assert cache.peek(sid, "summary") is None  # what was kept for the old record is gone
+
+
 def test_a_changed_record_drops_what_was_kept() -> None:
     clock, records = Clock(), Records(a_record())
     cache = ReadCache(fresh_s=1.0, clock=clock)

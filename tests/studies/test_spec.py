@@ -54,6 +54,16 @@ def test_warmup_lengths_cross_only_the_optimizers_that_warm_up() -> None:
     assert spec.num_trials == len(configs) == 16
 
 
+def test_varies_warmup_when_the_grid_has_more_than_one_warmup_setting() -> None:
+    assert not StudySpec.parse(_spec()).varies_warmup
+    one_length = {"kind": "linear", "steps": [100], "optimizers": ["adamw"]}
+    assert not StudySpec.parse(_spec(optimizers=["adamw"], warmup=one_length)).varies_warmup
+    # adamw warmed up beside radam without: two settings, a warmup figure's two rows
+    assert StudySpec.parse(_spec(optimizers=["adamw", "radam"], warmup=one_length)).varies_warmup
+    lengths = {"kind": "linear", "steps": [100, 200], "optimizers": ["adamw"]}
+    assert StudySpec.parse(_spec(optimizers=["adamw"], warmup=lengths)).varies_warmup
+
+
 def test_untuned_kinds_take_no_length_and_none_can_sit_beside_them() -> None:
     spec = StudySpec.parse(
         _spec(
