@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from service.docs_ui import install_docs
 from service.errors import (
@@ -25,7 +26,7 @@ from service.errors import (
     TooManyStudiesError,
     UnauthorizedError,
 )
-from service.routes import health, presets, studies
+from service.routes import catalog, health, presets, studies
 from service.runtime import Runtime
 from service.settings import Settings, retired_names
 from studies.errors import (
@@ -153,6 +154,19 @@ def _status_of(exc: RobustnessError, request: Request) -> int:
     return 500
 
 
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method the OpenAPI document gives ``path`` (a 405's ``Allow``): Starlette names
+    only the methods of the first route that matched the path."""
+    methods: set[str] = set()
+    for template, item in app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(path):
+            methods |= {m.upper() for m in item if m in _HTTP_METHODS}
+    return sorted(methods)
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RobustnessError)
     async def domain_error(request: Request, exc: RobustnessError) -> JSONResponse:
@@ -184,13 +198,34 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), **dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names only the first route of the path
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
+        return _error(exc.status_code, str(exc.detail), **headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # logged with its traceback here; the client gets a message, never the trace
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return _error(500, f"internal error ({type(exc).__name__}); see the service log")
+
+
+def installed_enums(components: dict[str, Any]) -> None:
+    """The names a POST accepts, as enums of what is installed here (the workloads that
+    import, the union of their models, the optimizers, the presets): the schema says what the
+    service takes, not "any string". Built when the document is first asked for."""
+    from studies.presets import PRESETS
+    from studies.workloads import optimizers, registry
+
+    working = [w for _, w in registry.workload_entries() if w is not None]
+    models = sorted({m for w in working for m in w.models})
+    spec = components["StudySpec"]["properties"]
+    spec["dataset"]["enum"] = [w.name for w in working]
+    spec["model"]["enum"] = models
+    spec["optimizers"]["items"]["enum"] = list(optimizers.optimizer_names())
+    preset = components.get("StudyCreate", {}).get("properties", {}).get("preset")
+    if isinstance(preset, dict):
+        preset["enum"] = list(PRESETS)
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> FastAPI:
@@ -228,6 +263,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> FastA
     app.state.runtime = runtime
     app.include_router(health.router)
     app.include_router(presets.router)
+    app.include_router(catalog.router)
     app.include_router(studies.router)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -247,6 +283,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> FastA
             from service.schemas import StudyCreate
 
             components.setdefault("StudyCreate", StudyCreate.model_json_schema())
+            installed_enums(components)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -58,7 +58,7 @@ from studies.status import (
     TrialStatus,
 )
 from studies.tracking import StudyStore
-from studies.workloads import sources
+from studies.workloads import registry
 
 log = logging.getLogger("service")
 
@@ -95,7 +95,7 @@ class StudyService(StudyReads):
         study's driver checks it before any trial starts (``robustness run --study-id``)."""
         if not self.settings.embedded:
             return
-        where = sources.locate(spec.dataset, data_dir=self.settings.resolved_data_dir)
+        where = registry.data_status(spec.dataset, data_dir=self.settings.resolved_data_dir)
         if not where.found:
             raise DatasetUnavailableError(where.hint)
 

@@ -125,7 +125,9 @@ class StudyReads(StudyLifecycle):
 
         def write() -> str:
             with tempfile.TemporaryDirectory() as tmp:  # the trials.csv artifact's writer
-                path = report.write_trials_csv(self._trials_of(record), Path(tmp) / "trials.csv")
+                path = report.write_trials_csv(
+                    self._trials_of(record), Path(tmp) / "trials.csv", report.study_metric(record)
+                )
                 return path.read_text()
 
         return self.reads.part(record, "trials.csv", write)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -141,6 +141,48 @@ class PresetPublic(BaseModel):
     name: str
     num_trials: int
     spec: dict[str, Any]
+
+
+class MetricPublic(BaseModel):
+    name: str
+    label: str
+    unit: str
+    direction: Literal["higher", "lower"]
+    failed_value: float
+    display_scale: float
+    display_unit: str | None
+    threshold: float
+
+
+class DataPublic(BaseModel):
+    found: bool
+    where: str
+    hint: str
+
+
+class WorkloadPublic(BaseModel):
+    """A workload this deployment can run (``dataset`` in a spec), or a broken plugin."""
+
+    name: str
+    plugin: str = Field(description="'builtin', or the distribution that registers it")
+    entry_point: str
+    error: str | None = Field(description="why the plugin is broken; None when it works")
+    description: str
+    models: list[str] = Field(description="the spec's model, the default first")
+    metric: MetricPublic | None
+    images: bool = Field(description="whether image_size applies")
+    packable: bool = Field(description="whether packs (pack_size > 1) train it")
+    data: DataPublic | None
+
+
+class OptimizerPublic(BaseModel):
+    """An optimizer a spec may name."""
+
+    name: str
+    source: str = Field(description="'builtin', 'torch.optim', or the plugin's distribution")
+    packable: bool
+    parameters: list[str] = Field(description="the spec hyperparameters it takes")
+    error: str | None
 
 
 class Health(BaseModel):

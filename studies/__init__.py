@@ -5,12 +5,12 @@ checks it: pyproject.toml, docs/ARCHITECTURE.md)::
     cli                      robustness' sub-commands
     runner | offline         a study on Ray Tune | a run outside the cluster, and its import
     analysis | training      summary, verdict, figures | one trial, packs of trials
-    tracking | workloads     the records (MLflow) | datasets and models
+    tracking | workloads     the records (MLflow) | workloads and optimizers, their registry
     the vocabulary           the modules at this top level
 
 The vocabulary every stage shares, here at the top, imports nothing of the stages and none of
 ray, mlflow, fastapi, optuna or torch: ``spec`` (``StudySpec``, ``TrialConfig``) and
 ``spec_parts`` (its warmup, search, resources and names), ``presets``, ``admission`` (what a
-deployment accepts), ``status`` (the one set of statuses), ``results`` (``StudyRecord``,
+deployment accepts), ``metrics`` (``Metric``: what a workload measures), ``status`` (the one set of statuses), ``results`` (``StudyRecord``,
 ``TrialRecord``), ``paths`` (the per-project home), ``errors`` (the exception hierarchy).
 """

@@ -23,6 +23,20 @@ class UnknownPresetError(SpecError):
     """No preset has this name."""
 
 
+class UnknownNameError(SpecError, LookupError):
+    """A spec names a workload, model or optimizer this deployment does not have; ``choices``
+    are the installed ones (the message lists them)."""
+
+    def __init__(self, message: str, *, field: str, choices: tuple[str, ...]) -> None:
+        super().__init__(f"{message}; installed: {', '.join(choices) or 'none'}", field=field)
+        self.choices = choices
+
+
+class PluginError(SpecError):
+    """A spec names a plugin that is installed but broken (it fails to import or is not a
+    workload or optimizer); the message carries the plugin's error."""
+
+
 class DatasetNotFoundError(RobustnessError, FileNotFoundError):
     """A dataset's files are not where they should be; the message says where they go."""
 

@@ -14,6 +14,12 @@ from studies.status import StudyStatus, TrialStatus
 EPOCH_METRICS: tuple[str, ...] = ("train_loss", "test_loss", "test_acc", "lr")
 
 
+def epoch_metrics(metric: str = "test_acc") -> tuple[str, ...]:
+    """The per-epoch metrics of a study whose workload's metric is ``metric``: the losses, that
+    metric in ``test_acc``'s place, the lr (``EPOCH_METRICS`` for accuracy)."""
+    return tuple(metric if name == "test_acc" else name for name in EPOCH_METRICS)
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """One trial: its configuration, its status and its per-epoch metric curves.
@@ -38,7 +44,13 @@ class TrialRecord:
 
     @property
     def epochs_done(self) -> int:
-        return len(self.history.get("test_acc", []))
+        """Epochs recorded: the longest curve (every epoch logs all of them together)."""
+        return max((len(curve) for curve in self.history.values()), default=0)
+
+    def final(self, metric: str = "test_acc") -> float | None:
+        """The last recorded value of ``metric`` (the study's ``spec.measured.name``)."""
+        values = self.history.get(metric, [])
+        return values[-1] if values else None
 
     @property
     def final_acc(self) -> float | None:
@@ -71,4 +83,11 @@ class StudyRecord:
     launcher: str | None = None  # "service": its driver is a Ray job the service submitted
 
 
-__all__ = ["EPOCH_METRICS", "StudyRecord", "StudyStatus", "TrialRecord", "TrialStatus"]
+__all__ = [
+    "EPOCH_METRICS",
+    "StudyRecord",
+    "StudyStatus",
+    "TrialRecord",
+    "TrialStatus",
+    "epoch_metrics",
+]

@@ -30,7 +30,9 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from studies.errors import SpecError
+from studies.metrics import ACCURACY, Metric
 from studies.spec_parts import (
+    DATASETS,
     DatasetName,
     ModelName,
     OptimizerName,
@@ -95,6 +97,11 @@ class StudySpec(StrictModel):
     # A trial stops, recorded as diverged, when a batch's loss is non-finite or above this
     # (nats; cross-entropy starts near ln(10) = 2.3). None: only a non-finite loss stops it.
     divergence_loss: float | None = Field(default=1e4, gt=0.0)
+
+    # What the study measures: the workload's metric, written where the study enters (the
+    # registry's check_spec) so that its records and summaries say what they hold without
+    # importing the workload. None (a study recorded before workloads were open): accuracy.
+    metric: Metric | None = None
 
     search: SearchSpec = Field(default_factory=SearchSpec)
     resources_per_trial: Resources = Field(default_factory=Resources)
@@ -172,7 +179,12 @@ class StudySpec(StrictModel):
                 f"{self.lr_milestones} must be epoch indices below epochs ({self.epochs})",
                 field="lr_milestones",
             )
-        if self.model == "cnn" and self.image_size is not None and self.image_size % 4:
+        if (
+            self.model == "cnn"
+            and self.dataset in DATASETS
+            and self.image_size is not None
+            and self.image_size % 4
+        ):
             raise SpecError(
                 f"the cnn pools twice by 2, so it needs an image size divisible by 4, "
                 f"got {self.image_size}",
@@ -188,9 +200,25 @@ class StudySpec(StrictModel):
 
     # ---- reading the spec -------------------------------------------------------------------
 
+    @property
+    def measured(self) -> Metric:
+        """The metric the study records and summarises (accuracy unless its workload says)."""
+        return self.metric if self.metric is not None else ACCURACY
+
+    def with_metric(self, metric: Metric) -> StudySpec:
+        """This spec with its workload's ``metric`` written in (where the study enters); a
+        spec that already names another one is an error."""
+        if self.metric is not None and self.metric != metric:
+            raise SpecError(
+                f"the workload {self.dataset!r} measures {metric.name!r} "
+                f"({metric.direction} is better), not {self.metric.name!r}",
+                field="metric",
+            )
+        return self.model_copy(update={"metric": metric})
+
     def lrs_for(self, optimizer: str) -> list[float]:
         if isinstance(self.learning_rates, dict):
-            return list(self.learning_rates[optimizer])  # type: ignore[index]
+            return list(self.learning_rates[optimizer])
         return list(self.learning_rates)
 
     def warmups_for(self, optimizer: str) -> list[tuple[str, int]]:

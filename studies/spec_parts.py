@@ -1,5 +1,5 @@
 """The parts a study spec (``studies.spec.StudySpec``) is made of: the names it accepts
-(optimizers, datasets, models, warmup kinds), its warmup (``WarmupSpec``), its search
+(open names of optimizers, workloads and models; the built-in ones; warmup kinds), its warmup (``WarmupSpec``), its search
 (``SearchSpec``) and what each trial may use (``Resources``). Pydantic only: validating a spec
 never imports torch.
 """
@@ -13,21 +13,29 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from studies.errors import SpecError
 
-OptimizerName = Literal["radam", "adam", "adamw", "sgd"]
-DatasetName = Literal["cifar10", "fashion_mnist", "digits"]
-ModelName = Literal["resnet20", "cnn", "mlp"]
+# Open names: any workload (the spec's ``dataset``), model and optimizer installed where the study
+# runs. A spec is well formed with any of them; the registry (``studies.workloads.registry``)
+# checks them where a study enters (the service's POST, ``robustness run``), so validating a
+# spec never imports torch or a plugin.
+_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+OptimizerName = Annotated[str, Field(min_length=1, max_length=64, pattern=_NAME_PATTERN)]
+DatasetName = Annotated[str, Field(min_length=1, max_length=64, pattern=_NAME_PATTERN)]
+ModelName = Annotated[str, Field(min_length=1, max_length=64, pattern=_NAME_PATTERN)]
+BuiltinOptimizer = Literal["radam", "adam", "adamw", "sgd"]
+BuiltinDataset = Literal["cifar10", "fashion_mnist", "digits"]
+BuiltinModel = Literal["resnet20", "cnn", "mlp"]
 WarmupKind = Literal["none", "linear", "untuned_linear", "untuned_exponential"]
 
-# The names as tuples, from the Literals above. They are repeated here rather than imported
-# from radam.factory, studies.workloads.sources and studies.workloads.models so that validating
-# a spec (the service does it per request) never imports torch; a test checks that they agree.
-OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
-DATASETS: tuple[str, ...] = get_args(DatasetName)
-MODELS: tuple[str, ...] = get_args(ModelName)
+# The built-in names as tuples. They are repeated here rather than imported from radam.factory,
+# studies.workloads.builtin and studies.workloads.models so that the vocabulary never imports
+# torch; a test checks that they agree.
+OPTIMIZERS: tuple[str, ...] = get_args(BuiltinOptimizer)
+DATASETS: tuple[str, ...] = get_args(BuiltinDataset)
+MODELS: tuple[str, ...] = get_args(BuiltinModel)
 WARMUPS: tuple[str, ...] = get_args(WarmupKind)
 
 _NO_WARMUP: tuple[WarmupKind, ...] = ("none",)
-_ADAM_FAMILY: tuple[OptimizerName, ...] = ("adam", "adamw")  # warm up by default
+_ADAM_FAMILY: tuple[str, ...] = ("adam", "adamw")  # warm up by default
 
 PositiveLr = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 

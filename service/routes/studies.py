@@ -33,7 +33,9 @@ from studies.admission import check_trials
 from studies.presets import apply_overrides, get_preset
 from studies.results import StudyStatus, TrialRecord
 from studies.spec import StudySpec, spec_error
+from studies.spec_parts import DATASETS, OPTIMIZERS
 from studies.status import COUNTED_TRIAL
+from studies.workloads import registry
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 T = TypeVar("T")
@@ -83,7 +85,29 @@ def _first_non_finite(value: Any, path: str = "") -> str | None:
 def parse_study_body(raw: bytes, *, max_trials: int) -> StudySpec:
     """A spec from a POST body: a full spec, or a preset and overrides; parsed once, then
     admitted (the trial limit is this deployment's, not the spec's)."""
-    return check_trials(_parse_body(raw), limit=max_trials)
+    return registry.admit(check_trials(_parse_body(raw), limit=max_trials))
+
+
+def _names_builtin(raw: bytes) -> bool:
+    """Whether a body names only built-in workloads and optimizers, whose check imports
+    nothing (a quick look; "no" costs only a thread-pool hop). Unparsable: the parse refuses
+    it, without an import."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return True
+    if not isinstance(data, dict):
+        return True
+    names: list[Any] = []
+    for part in (data, data.get("overrides")):
+        if isinstance(part, dict):
+            names.append(part.get("dataset"))
+            optimizers = part.get("optimizers")
+            names += optimizers if isinstance(optimizers, list) else []
+    return all(not isinstance(name, str) or name in _BUILTIN_NAMES for name in names)
+
+
+_BUILTIN_NAMES = frozenset((*DATASETS, *OPTIMIZERS))
 
 
 def _parse_body(raw: bytes) -> StudySpec:
@@ -167,7 +191,13 @@ def _public(view: StudyView, runtime: Runtime) -> StudyPublic:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StudyPublic,
-    responses=_ERRORS,
+    responses={
+        **_ERRORS,
+        200: {
+            "model": StudyPublic,
+            "description": "a replay: the Idempotency-Key's study, already created",
+        },
+    },
     dependencies=[Authorized],
     openapi_extra=_POST_BODY,
     summary="Submit a study (a full spec, or a preset with overrides)",
@@ -178,7 +208,12 @@ async def create_study(
     idempotency_key: Annotated[str | None, Header(max_length=_MAX_KEY_LENGTH)] = None,
 ) -> JSONResponse:
     raw = await request.body()
-    spec = parse_study_body(raw, max_trials=runtime.settings.max_trials)
+    if _names_builtin(raw):  # the built-ins are checked without an import: no hop
+        spec = parse_study_body(raw, max_trials=runtime.settings.max_trials)
+    else:  # a plugin or torch.optim name: its first check imports it, off the event loop
+        spec = await run_in_threadpool(
+            parse_study_body, raw, max_trials=runtime.settings.max_trials
+        )
     view = runtime.studies.replay_from_memory(spec, idempotency_key) if idempotency_key else None
     if view is None:
         view = await run_in_threadpool(

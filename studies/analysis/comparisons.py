@@ -86,15 +86,19 @@ def compare_pairs(
     *,
     draws: int,
     rng_seed: int,
+    unit: str = "points",
+    decimals: int = 1,
 ) -> list[Comparison]:
-    """Every pair once, RAdam's first; ``seed_finals[i]``: final accuracies of cell ``keys[i]``."""
+    """Every pair once, RAdam's first; ``seed_finals[i]``: final values of cell ``keys[i]``,
+    oriented so that higher is better (a lower-is-better metric's negated), in the metric's
+    display unit; the sentences give regrets in ``unit`` with ``decimals`` decimals."""
     live = {k: f for k, f in zip(keys, seed_finals, strict=True) if len(f)}
     names = sorted({k[0] for k in live}, key=optimizer_rank)
     out: list[Comparison] = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            for unit in _units(list(live), a, b):
-                out.append(_compare(a, b, unit, live, draws, rng_seed))
+            for cells_unit in _units(list(live), a, b):
+                out.append(_compare(a, b, cells_unit, live, draws, rng_seed, (unit, decimals)))
     return out
 
 
@@ -133,8 +137,10 @@ def _compare(
     live: Mapping[CellKey, FloatArray],
     draws: int,
     rng_seed: int,
+    numbers: tuple[str, int] = ("points", 1),  # the regrets' unit and decimals
 ) -> Comparison:
     set_a, set_b, pairs, whole = unit
+    points, d = numbers
     la, lb = optimizer_label(a), optimizer_label(b)
     if set_a is not None and set_b is not None:
         la, lb = _with_setting(la, set_a), _with_setting(lb, set_b)
@@ -153,7 +159,7 @@ def _compare(
         own_a, own_b = (_own_regret(live, a, set_a), _own_regret(live, b, set_b))
         sentence = (
             f"Cannot tell whether {la} or {lb} is less sensitive to {what}: mean regret "
-            f"{own_a:.1f} against {own_b:.1f} points over their own grids, but they share no "
+            f"{own_a:.{d}f} against {own_b:.{d}f} {points} over their own grids, but they share no "
             "configuration, so no seed-exchange test is possible."
         )
         return Comparison(
@@ -176,7 +182,7 @@ def _compare(
             less_sensitive=None,
             sentence=sentence,
         )
-    regrets = f"mean regret {test.regret_a:.1f} against {test.regret_b:.1f} points"
+    regrets = f"mean regret {test.regret_a:.{d}f} against {test.regret_b:.{d}f} {points}"
     if not test.possible:
         sentence = (
             f"Cannot tell whether {la} or {lb} is less sensitive to {what} {where}: {regrets}, "
@@ -189,15 +195,15 @@ def _compare(
         r_better, r_worse = sorted((test.regret_a, test.regret_b))
         sentence = (
             f"{better} is less sensitive to {what} than {worse} {where}: mean regret "
-            f"{r_better:.1f} against {r_worse:.1f} points, difference {abs(test.diff):.1f} "
-            f"[{1 - ALPHA:.0%} interval {low:.1f}, {high:.1f}] ({describe(test)})."
+            f"{r_better:.{d}f} against {r_worse:.{d}f} {points}, difference {abs(test.diff):.{d}f} "
+            f"[{1 - ALPHA:.0%} interval {low:.{d}f}, {high:.{d}f}] ({describe(test)})."
         )
     else:
         ci = test.ci or (test.diff, test.diff)
         sentence = (
             f"Cannot tell {la} and {lb} apart on sensitivity to {what} {where}: {regrets}; "
-            f"the difference {test.diff:+.1f} [{1 - ALPHA:.0%} interval {ci[0]:.1f}, "
-            f"{ci[1]:.1f}] includes 0 ({describe(test)})."
+            f"the difference {test.diff:+.{d}f} [{1 - ALPHA:.0%} interval {ci[0]:.{d}f}, "
+            f"{ci[1]:.{d}f}] includes 0 ({describe(test)})."
         )
     return Comparison(
         a=a,

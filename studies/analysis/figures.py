@@ -32,7 +32,7 @@ from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from studies.analysis.labels import format_lr, optimizer_label, warmup_label
+from studies.analysis.labels import decimals, format_lr, optimizer_label, warmup_label
 from studies.analysis.sampled_figures import lr_samples_figure, tuning_curve_figure
 from studies.analysis.summary import CellSummary, StudySummary
 from studies.spec import StudySpec
@@ -102,7 +102,7 @@ def figure6(summary: StudySummary) -> Figure:
     with_legend = max((len(p[3]) for p in panels), default=0) <= MAX_LEGEND_LRS
     for ax, (optimizer, warmup, steps, cells) in zip(axes.flat, panels, strict=False):
         for cell in cells:
-            _curve(ax, cell, color(cell.lr))
+            _curve(ax, cell, color(cell.lr), _bounds(summary))
         title = optimizer_label(optimizer)
         if summary.varies_warmup:
             title += f", {warmup_label(warmup, steps)}"
@@ -123,16 +123,25 @@ def figure6(summary: StudySummary) -> Figure:
             frameon=False,
         )
     for ax in axes[:, 0]:
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(summary.metric.axis_label())
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if not with_legend:  # dozens of lrs: a colour bar reads better than a legend
         fig.colorbar(scale, ax=axes, label="learning rate (log scale)", aspect=40)
-    fig.suptitle(_title(summary, "Test accuracy by learning rate"))
+    fig.suptitle(_title(summary, f"{_capital(summary.metric.label)} by learning rate"))
     return fig
 
 
-def _curve(ax: Axes, cell: CellSummary, color: RGBA) -> None:
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _bounds(summary: StudySummary) -> tuple[float, float]:
+    """Where a metric's ± std bands are cut: 0..100 for accuracy in percent, else unbounded."""
+    return (0.0, 100.0) if summary.metric.display_unit == "%" else (-math.inf, math.inf)
+
+
+def _curve(ax: Axes, cell: CellSummary, color: RGBA, bounds: tuple[float, float]) -> None:
     mean = np.array([np.nan if v is None else v for v in cell.curve_mean_pct], dtype=float)
     if mean.size == 0:
         return
@@ -141,7 +150,7 @@ def _curve(ax: Axes, cell: CellSummary, color: RGBA) -> None:
     ax.plot(epochs, mean, color=color, label=label, marker="o" if mean.size < 8 else None, ms=3)
     std = np.array([np.nan if v is None else v for v in cell.curve_std_pct], dtype=float)
     if np.isfinite(std).any():
-        low, high = np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100)  # accuracy bounds
+        low, high = np.clip(mean - std, *bounds), np.clip(mean + std, *bounds)
         ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
 
 
@@ -159,26 +168,27 @@ def lr_sensitivity(summary: StudySummary) -> Figure:
         ax.errorbar(
             [c.lr for c in done],
             [_nan(c.final_acc_mean_pct) for c in done],
-            yerr=_bounded_errors(done),
+            yerr=_bounded_errors(done, _bounds(summary)),
             label=label,
             marker="o",
             capsize=3,
         )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel("final test accuracy (%)")
+    ax.set_ylabel(f"final {summary.metric.axis_label()}")
     ax.set_title(_title(summary, "Sensitivity to the learning rate"), fontsize="medium")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
     return fig
 
 
-def _bounded_errors(cells: Sequence[CellSummary]) -> list[list[float]]:
-    """± one std, cut at 0% and 100% (a seed that diverged makes the std wider than that)."""
+def _bounded_errors(cells: Sequence[CellSummary], bounds: tuple[float, float]) -> list[list[float]]:
+    """± one std, cut at the metric's bounds (0% and 100% for accuracy: a seed that diverged
+    makes the std wider than that)."""
     means = [_nan(c.final_acc_mean_pct) for c in cells]
     stds = [c.final_acc_std_pct or 0.0 for c in cells]
-    below = [min(std, mean) for mean, std in zip(means, stds, strict=True)]
-    above = [min(std, 100.0 - mean) for mean, std in zip(means, stds, strict=True)]
+    below = [min(std, mean - bounds[0]) for mean, std in zip(means, stds, strict=True)]
+    above = [min(std, bounds[1] - mean) for mean, std in zip(means, stds, strict=True)]
     return [below, above]
 
 
@@ -203,8 +213,10 @@ def warmup_heatmap(summary: StudySummary) -> Figure | None:
     width = max(5.0, (1.1 if annotate else 0.25) * len(lrs) + 3.6)
     fig = _new_figure(min(width, 16.0), max(3.0, 0.45 * len(labels) + 1.6))
     ax = fig.subplots()
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
-    fig.colorbar(image, ax=ax, label="final test accuracy (%)")
+    higher = summary.metric.higher_is_better  # the better cells bright either way
+    cmap = "viridis" if higher else "viridis_r"
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto")
+    fig.colorbar(image, ax=ax, label=f"final {summary.metric.axis_label()}")
     every = max(1, math.ceil(len(lrs) / MAX_ANNOTATED_LRS))  # thin the ticks, never overlap
     ticks = list(range(0, len(lrs), every))
     ax.set_xticks(
@@ -221,11 +233,11 @@ def warmup_heatmap(summary: StudySummary) -> Figure | None:
             ax.text(
                 j,
                 i,
-                f"{value:.1f}",
+                f"{value:.{decimals(summary.metric)}f}",
                 ha="center",
                 va="center",
                 fontsize="small",
-                color="black" if value > middle else "white",
+                color="black" if (value > middle) == higher else "white",
             )
     ax.set_title(_title(summary, "Warmup against learning rate"), fontsize="medium")
     return fig
@@ -259,9 +271,10 @@ def expected_max_figure(summary: StudySummary) -> Figure:
                 linewidth=2.0 if n == 0 else 1.2,
             )
     ax.set_xlabel("configurations tried at random (k)")
-    ax.set_ylabel("expected best final test accuracy (%)")
+    ax.set_ylabel(f"expected best final {summary.metric.axis_label()}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(_title(summary, "Expected best accuracy at a tuning budget"), fontsize="medium")
+    what = "accuracy" if summary.metric.display_unit == "%" else summary.metric.label
+    ax.set_title(_title(summary, f"Expected best {what} at a tuning budget"), fontsize="medium")
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize="small")

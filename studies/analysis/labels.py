@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from studies.metrics import Metric
+
 #: Optimizers in the order tables, panels and comparisons list them; unknown names follow.
 OPTIMIZER_ORDER: tuple[str, ...] = ("radam", "adam", "adamw", "sgd")
 OPTIMIZER_LABELS: dict[str, str] = {
@@ -52,3 +54,14 @@ def warmup_rank(warmup: str, steps: int) -> tuple[int, str, int]:
 def cell_rank(key: CellKey) -> tuple[tuple[int, str], tuple[int, str, int], float]:
     optimizer, lr, warmup, steps = key
     return (optimizer_rank(optimizer), warmup_rank(warmup, steps), lr)
+
+
+def decimals(metric: Metric) -> int:
+    """Decimals the tables and sentences print a metric with: 1 for percent, else 3."""
+    return 1 if metric.display_unit == "%" else 3
+
+
+def is_accuracy(metric: Metric) -> bool:
+    """Whether ``metric`` is test accuracy in percent (any failed level): such studies keep
+    accuracy's words and column names (``final_acc_pct``)."""
+    return metric.name == "test_acc" and metric.display_unit == "%"

@@ -21,11 +21,13 @@ from pathlib import Path
 
 from studies import paths, tracking
 from studies.analysis.figures import write_figures
+from studies.analysis.labels import is_accuracy
 from studies.analysis.sampled import summarize_sampled
 from studies.analysis.summarize import summarize
 from studies.analysis.summary import StudySummary
 from studies.analysis.tables import format_cells_csv, format_table
 from studies.errors import RobustnessError, SpecError
+from studies.metrics import ACCURACY, Metric
 from studies.results import StudyRecord, TrialRecord
 from studies.spec import StudySpec
 from studies.status import TERMINAL_STUDY
@@ -86,20 +88,37 @@ def _trials_total(record: StudyRecord) -> int | None:
         return None
 
 
-def _chance_pct(record: StudyRecord) -> float:
-    """Chance accuracy of the study's dataset, percent (0 when the dataset is unknown)."""
+def study_metric(record: StudyRecord) -> Metric:
+    """What the study measured: its spec's ``metric`` (written where it entered), accuracy for
+    a study recorded before workloads had their own."""
+    raw = record.spec.get("metric")
+    if isinstance(raw, dict):
+        try:
+            return Metric.model_validate(raw)
+        except ValueError:
+            pass
+    return ACCURACY
+
+
+def _failed_level(record: StudyRecord, metric: Metric) -> float:
+    """What a counted run with no finite value counts as, in display units: chance accuracy
+    for the built-in datasets (percent), else the metric's own ``failed_value``."""
     classes = DATASET_CLASSES.get(str(record.spec.get("dataset", "")))
-    return 100.0 / classes if classes else 0.0
+    if metric == ACCURACY and classes:
+        return 100.0 / classes
+    return metric.failed_value * metric.display_scale
 
 
 def _summarize_record(record: StudyRecord, trials: Sequence[TrialRecord]) -> StudySummary:
+    metric = study_metric(record)
     summary = summarize(
         trials,
         study_id=record.study_id,
         name=record.name,
         status=record.status,
         trials_total=_trials_total(record),
-        no_accuracy_pct=_chance_pct(record),
+        no_accuracy_pct=_failed_level(record, metric),
+        metric=metric,
     )
     try:
         spec = StudySpec.from_json_cached(record.spec)
@@ -114,7 +133,12 @@ def _summarize_record(record: StudyRecord, trials: Sequence[TrialRecord]) -> Stu
         kind=spec.search.kind,
         num_samples=spec.search.num_samples,
         repeats=spec.search.repeats,
-        no_accuracy_pct=_chance_pct(record),
+        no_accuracy_pct=_failed_level(record, metric),
+        metric=metric.name,
+        display_scale=metric.display_scale,
+        higher_is_better=metric.higher_is_better,
+        metric_label=metric.label,
+        unit=metric.shown_unit,
         partial=summary.partial,
     )
     return summary.model_copy(
@@ -183,14 +207,25 @@ def _logged_summary(record: StudyRecord, store: StudyStore) -> StudySummary | No
     return summary.model_copy(update={"status": record.status})
 
 
-def write_trials_csv(trials: Sequence[TrialRecord], path: Path) -> Path:
-    """One row per trial; accuracies in percent (the records hold fractions)."""
+def write_trials_csv(trials: Sequence[TrialRecord], path: Path, metric: Metric = ACCURACY) -> Path:
+    """One row per trial; accuracies in percent (the records hold fractions). Another metric:
+    its own columns (``final_val_loss``, ``best_val_loss``), in its display units, the best in
+    its direction."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(TRIALS_CSV_COLUMNS)
+    if not is_accuracy(metric):
+        columns[columns.index("final_acc_pct")] = f"final_{metric.name}"
+        columns[columns.index("best_acc_pct")] = f"best_{metric.name}"
+    scale = metric.display_scale
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(TRIALS_CSV_COLUMNS)
+        writer.writerow(columns)
         for t in trials:
-            final, best = t.final_acc, t.best_acc
+            final = t.final(metric.name)
+            # accuracy as it always was (Python's max); another metric: its best finite value
+            best = (
+                t.best_acc if is_accuracy(metric) else metric.best(t.history.get(metric.name, []))
+            )
             writer.writerow(
                 [
                     t.trial_id,
@@ -201,8 +236,8 @@ def write_trials_csv(trials: Sequence[TrialRecord], path: Path) -> Path:
                     t.seed,
                     t.status,
                     t.epochs_done,
-                    "" if final is None else f"{100.0 * final:.4f}",
-                    "" if best is None else f"{100.0 * best:.4f}",
+                    "" if final is None else f"{scale * final:.4f}",
+                    "" if best is None else f"{scale * best:.4f}",
                     "" if t.train_seconds is None else f"{t.train_seconds:.3f}",
                     t.node or "",
                     t.run_id or "",
@@ -234,7 +269,7 @@ def build_report(
     target.mkdir(parents=True, exist_ok=True)
     summary_path = target / SUMMARY_ARTIFACT
     summary_path.write_text(summary.to_json())
-    written = [summary_path, write_trials_csv(trials, target / TRIALS_CSV)]
+    written = [summary_path, write_trials_csv(trials, target / TRIALS_CSV, summary.metric)]
     written += write_figures(summary, target)
     if log_artifacts:
         store.log_artifacts(study_id, written)

@@ -91,6 +91,8 @@ class SampledSummary(BaseModel):
     num_samples: int
     repeats: int
     higher_is_better: bool = ACCURACY_HIGHER_IS_BETTER
+    metric_label: str = Field(default="test accuracy", description="what the scores are of")
+    unit: str = Field(default="%", description="the scores' display unit")
     test_method: str = METHOD
     optimizers: list[SampledOptimizer]
     comparisons: list[SampledComparison]
@@ -206,6 +208,8 @@ def summarize_sampled(
     no_accuracy_pct: float = 0.0,
     metric: str = "test_acc",  # the history curve scored (its last finite value)
     display_scale: float = 100.0,  # record units -> display units (fraction -> percent)
+    metric_label: str = "test accuracy",
+    unit: str = "%",  # display unit
     draws: int = DEFAULT_DRAWS,
     rng_seed: int = 0,
     partial: bool = False,
@@ -237,6 +241,7 @@ def summarize_sampled(
             area_b=stats[b][1],
             k=num_samples,
             higher_is_better=higher_is_better,
+            unit=unit,
             draws=draws,
             rng_seed=rng_seed,
         )
@@ -248,6 +253,8 @@ def summarize_sampled(
         num_samples=num_samples,
         repeats=repeats,
         higher_is_better=higher_is_better,
+        metric_label=metric_label,
+        unit=unit,
         optimizers=summaries,
         comparisons=comparisons,
         verdict_head=head,

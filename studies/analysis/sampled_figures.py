@@ -64,7 +64,7 @@ def tuning_curve_figure(sampled: SampledSummary, title: str) -> Figure:
             )
     ax.set_xlabel("configurations tried (k)")
     better = "highest" if sampled.higher_is_better else "lowest"
-    ax.set_ylabel(f"{better} final test accuracy so far (%)")
+    ax.set_ylabel(f"{better} final {sampled.metric_label} so far ({sampled.unit})")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     band = " band: lowest to highest repeat;" if sampled.repeats > 1 else ""
     ax.set_title(f"Tuning curves ({sampled.kind}):{band} {title}", fontsize="medium")
@@ -136,7 +136,7 @@ def lr_samples_figure(sampled: SampledSummary, title: str) -> Figure:
             ax.legend(fontsize="x-small", loc="lower left")
     for ax in axes[len(sampled.optimizers) :]:
         ax.set_visible(False)
-    axes[0].set_ylabel("final test accuracy (%), mean over seeds")
+    axes[0].set_ylabel(f"final {sampled.metric_label} ({sampled.unit}), mean over seeds")
     if mappable is not None:
         fig.colorbar(
             mappable, ax=list(axes[: len(sampled.optimizers)]), label="linear warmup (iterations)"

@@ -28,7 +28,7 @@ def format_sampled_table(summary: StudySummary, *, width: int = 100) -> str:
         f"{head}: {summary.trials_done} of {summary.trials_total} trials done ({state}), "
         f"{summary.epochs} epochs.",
         f"{search}, per optimizer: {n} configurations x {sampled.repeats} repeat(s), each "
-        "configuration averaged over its seeds. Final test accuracy, %.",
+        f"configuration averaged over its seeds. Final {sampled.metric_label}, {sampled.unit}.",
     ]
     random = sampled.kind == "random"
     header = ["optimizer", "best found", "lr", "warmup", "area", f"best@{n}"]

@@ -117,6 +117,7 @@ def compare_searches(
     area_b: FloatArray,
     k: int,
     higher_is_better: bool,
+    unit: str = "%",
     draws: int = DEFAULT_DRAWS,
     rng_seed: int = 0,
 ) -> SampledComparison:
@@ -142,8 +143,9 @@ def compare_searches(
                 )
                 p_area = float(pa[0])
     numbers = (
-        f"best found after {k} configurations {_pct(best_a)} ({la}) vs {_pct(best_b)} ({lb}), "
-        f"tuning-curve area {_pct(area_a)} vs {_pct(area_b)}, mean over "
+        f"best found after {k} configurations {_pct(best_a, unit)} ({la}) vs "
+        f"{_pct(best_b, unit)} ({lb}), tuning-curve area {_pct(area_a, unit)} vs "
+        f"{_pct(area_b, unit)}, mean over "
         f"{_repeats(best_a.size, best_b.size)}"
     )
     if not possible:
@@ -189,8 +191,10 @@ def _mean(values: FloatArray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def _pct(values: FloatArray) -> str:
-    return f"{values.mean():.2f}%" if values.size else "—"
+def _pct(values: FloatArray, unit: str) -> str:
+    if not values.size:
+        return "—"
+    return f"{values.mean():.2f}{unit}" if unit == "%" else f"{values.mean():.4g} {unit}"
 
 
 def _repeats(n_a: int, n_b: int) -> str:

@@ -26,6 +26,14 @@ power against a 3-point mean-regret difference spread over three cells 50% / 73%
 assumptions and limits (a difference confined to one cell, unequal seed noise) are in
 ``studies.analysis.verdict``.
 
+Any metric (``metric``, a ``studies.metrics.Metric``; the study's ``spec.measured``): what follows
+says "accuracy", and the fields say ``acc``/``_pct``, for the built-in workloads' test accuracy
+in percent; for another metric they hold its values in its display units, "best" is in its
+direction (every statistic is computed on ``sign * value``, so regret and spread are distances
+to the best and the verdict's test is the same), and a counted trial without a finite value
+counts at the metric's ``failed_value``. Accuracy studies give bit for bit the numbers they gave
+before (tests/studies/analysis/test_any_metric.py, against a summary frozen before the change).
+
 Conventions (the evidence behind each number):
 
 - Accuracies are percent (0..100) here, fractions in ``TrialRecord``; fields say ``_pct``.
@@ -56,6 +64,7 @@ from studies.analysis.expected_max import expected_max
 from studies.analysis.labels import (
     CellKey,
     cell_rank,
+    decimals,
     optimizer_label,
     optimizer_rank,
     warmup_label,
@@ -69,6 +78,7 @@ from studies.analysis.summary import (
     WarmupTable,
 )
 from studies.analysis.verdict import DEFAULT_DRAWS
+from studies.metrics import ACCURACY, Metric
 from studies.results import TrialRecord
 from studies.status import ACTIVE_STUDY, COUNTED_TRIAL, TERMINAL_TRIAL
 
@@ -93,18 +103,29 @@ def summarize(
     trials_total: int | None = None,
     draws: int = DEFAULT_DRAWS,  # random relabellings when the test cannot list them all
     rng_seed: int = 0,  # the test's RNG seed, fixed so the summary is reproducible
-    no_accuracy_pct: float = 0.0,  # percent; a counted trial without any finite accuracy
+    no_accuracy_pct: float | None = None,  # display units; a counted trial with no finite value
+    metric: Metric = ACCURACY,
 ) -> StudySummary:
-    """Summarise a study's trials (finished or still running; any grid, not only presets)."""
+    """Summarise a study's trials (finished or still running; any grid, not only presets),
+    by ``metric`` (the study's ``spec.measured``): its values in its display units, "best" in
+    its direction, a trial with no finite value at ``no_accuracy_pct`` (default: the metric's
+    ``failed_value``, in display units)."""
+    if no_accuracy_pct is None:
+        no_accuracy_pct = metric.failed_value * metric.display_scale
+    sign = metric.sign
     keys = sorted({_key(t) for t in trials}, key=cell_rank)
     index = {key: i for i, key in enumerate(keys)}
     counted = [t for t in trials if t.status in COUNTED]
     epochs = max((t.epochs_done for t in trials), default=0)
 
     # (n_counted, epochs), percent, forward-filled
-    curves = _curve_matrix(counted, epochs, no_accuracy_pct=no_accuracy_pct)
+    curves = _curve_matrix(counted, epochs, no_accuracy_pct=no_accuracy_pct, metric=metric)
     finals = curves[:, -1] if epochs else np.full(len(counted), no_accuracy_pct)
-    bests = np.nanmax(curves, axis=1) if epochs else np.full(len(counted), no_accuracy_pct)
+    bests = (
+        sign * np.nanmax(sign * curves, axis=1)
+        if epochs
+        else np.full(len(counted), no_accuracy_pct)
+    )
     cell_of = np.fromiter((index[_key(t)] for t in counted), dtype=np.int64, count=len(counted))
 
     cells: list[CellSummary] = []
@@ -113,7 +134,7 @@ def summarize(
     bounds = np.searchsorted(cell_of[order], np.arange(len(keys) + 1))
     for i, key in enumerate(keys):
         rows = order[bounds[i] : bounds[i + 1]]
-        seed_finals.append(finals[rows])
+        seed_finals.append(sign * finals[rows])  # oriented: higher is better
         cells.append(
             _cell_summary(
                 key, rows=rows, curves=curves, finals=finals, bests=bests, counted=counted
@@ -124,11 +145,18 @@ def summarize(
     varies_warmup = len({(k[2], k[3]) for k in keys}) > 1
     optimizers = [
         _optimizer_summary(
-            name_, [i for i, k in enumerate(keys) if k[0] == name_], cells, varies_warmup
+            name_, [i for i, k in enumerate(keys) if k[0] == name_], cells, varies_warmup, metric
         )
         for name_ in sorted({k[0] for k in keys}, key=optimizer_rank)
     ]
-    comparisons = compare_pairs(keys, seed_finals, draws=draws, rng_seed=rng_seed)
+    comparisons = compare_pairs(
+        keys,
+        seed_finals,
+        draws=draws,
+        rng_seed=rng_seed,
+        unit="points" if metric.display_unit == "%" else metric.shown_unit,
+        decimals=decimals(metric),
+    )
 
     total = max(trials_total or 0, len(trials))
     done = sum(1 for t in trials if t.status in TERMINAL)
@@ -158,6 +186,7 @@ def summarize(
             partial=partial,
         ),
         warmup_tables=_warmup_tables(cells) if varies_warmup else [],
+        metric=metric,
     )
 
 
@@ -166,7 +195,7 @@ def _key(trial: TrialRecord) -> CellKey:
 
 
 def _curve_matrix(
-    counted: Sequence[TrialRecord], epochs: int, *, no_accuracy_pct: float
+    counted: Sequence[TrialRecord], epochs: int, *, no_accuracy_pct: float, metric: Metric
 ) -> FloatArray:
     """Test-accuracy curves in percent, one row per trial, forward-filled to ``epochs``.
 
@@ -175,9 +204,9 @@ def _curve_matrix(
     """
     matrix = np.full((len(counted), epochs), np.nan)
     for row, trial in enumerate(counted):
-        accs = trial.history.get("test_acc", [])
+        accs = trial.history.get(metric.name, [])
         matrix[row, : len(accs)] = accs
-    matrix *= 100.0
+    matrix *= metric.display_scale
     if epochs == 0:
         return matrix
     finite = np.isfinite(matrix)
@@ -247,8 +276,12 @@ def _count_statuses(
 
 
 def _optimizer_summary(
-    optimizer: str, cols: list[int], cells: list[CellSummary], varies_warmup: bool
+    optimizer: str, cols: list[int], cells: list[CellSummary], varies_warmup: bool, metric: Metric
 ) -> OptimizerSummary:
+    """Best, worst, spread, mean regret, share within the metric's threshold of the best and
+    expected best at a budget, each in the metric's direction: computed on ``sign * value``
+    (higher is better), given back in the metric's own orientation (regret and spread >= 0)."""
+    sign = metric.sign
     live = [cells[i] for i in cols if cells[i].final_acc_mean_pct is not None]
     label = optimizer_label(optimizer)
     if not live:
@@ -266,8 +299,9 @@ def _optimizer_summary(
             share_within_1pt=None,
         )
     accs = np.array([c.final_acc_mean_pct for c in live], dtype=np.float64)
-    best_at = int(np.argmax(accs))
-    best, worst = float(accs[best_at]), float(accs.min())
+    oriented = sign * accs
+    best_at = int(np.argmax(oriented))
+    best, worst = float(accs[best_at]), float(sign * oriented.min())
     best_cell = live[best_at]
     by_warmup: list[BudgetCurve] = []
     if varies_warmup:
@@ -282,7 +316,7 @@ def _optimizer_summary(
                     warmup=warmup,
                     warmup_steps=steps,
                     label=warmup_label(warmup, steps),
-                    expected_max_pct=expected_max([a for a in own if a is not None]),
+                    expected_max_pct=_expected_best([a for a in own if a is not None], sign),
                 )
             )
     return OptimizerSummary(
@@ -294,12 +328,18 @@ def _optimizer_summary(
         best_warmup_steps=best_cell.warmup_steps,
         best_acc_pct=best,
         worst_acc_pct=worst,
-        spread_pct=best - worst,
-        mean_regret_pct=float(best - accs.mean()),
-        share_within_1pt=float(np.mean(accs >= best - WITHIN_POINTS - 1e-9)),
-        expected_max_pct=expected_max(accs.tolist()),
+        spread_pct=sign * (best - worst),
+        mean_regret_pct=float(sign * (best - accs.mean())),
+        share_within_1pt=float(np.mean(oriented >= sign * best - metric.threshold - 1e-9)),
+        expected_max_pct=_expected_best(accs.tolist(), sign),
         expected_max_by_warmup=by_warmup,
     )
+
+
+def _expected_best(values: list[float], sign: float) -> list[float]:
+    """The expected best at budgets k = 1..N in the metric's direction (``expected_max`` of
+    the oriented values, oriented back)."""
+    return [sign * v for v in expected_max([sign * v for v in values])]
 
 
 def _warmup_tables(cells: Sequence[CellSummary]) -> list[WarmupTable]:

@@ -16,6 +16,7 @@ from studies.analysis.comparisons import Comparison
 from studies.analysis.labels import warmup_label
 from studies.analysis.sampled import SampledSummary
 from studies.analysis.verdict import ALPHA, METHOD
+from studies.metrics import ACCURACY, Metric
 
 __all__ = [
     "BudgetCurve",
@@ -119,6 +120,9 @@ class StudySummary(BaseModel):
     comparisons: list[Comparison]
     verdict: str
     warmup_tables: list[WarmupTable]
+    # What the numbers are of: every ``*_pct`` / ``acc`` field holds this metric in its display
+    # units (accuracy: percent, the fields' historical names), "best" in its direction.
+    metric: Metric = ACCURACY
     search: str = Field(default="grid", description="grid, optuna or random")
     sampled: SampledSummary | None = Field(
         default=None,

@@ -11,7 +11,7 @@ import csv
 import io
 import textwrap
 
-from studies.analysis.labels import format_lr, warmup_rank, warmup_short
+from studies.analysis.labels import decimals, format_lr, is_accuracy, warmup_rank, warmup_short
 from studies.analysis.sampled_tables import format_sampled_table
 from studies.analysis.summary import CellSummary, OptimizerSummary, StudySummary
 
@@ -34,13 +34,13 @@ def format_table(summary: StudySummary, *, width: int = 100) -> str:
     lines = [
         f"{head}: {summary.trials_done} of {summary.trials_total} trials done ({state}), "
         f"{summary.epochs} epochs.",
-        "Final test accuracy, % (mean ± std over seeds; *N = N seeds diverged)"
+        f"Final {_what(summary)} (mean ± std over seeds; *N = N seeds diverged)"
         + ("; warmup lengths in iterations." if summary.varies_warmup else "."),
     ]
     best = "best (lr, warmup)" if summary.varies_warmup else "best (lr)"
     per_optimizer = _render(
-        ["optimizer", best, *OPTIMIZER_COLUMNS],
-        [[o.label, *_optimizer_columns(o, summary.varies_warmup)] for o in summary.optimizers],
+        ["optimizer", best, *_columns(summary)],
+        [[o.label, *_optimizer_columns(o, summary)] for o in summary.optimizers],
     )
     wide = _render(*_wide_table(summary))
     if len(summary.lrs) <= MAX_TABLE_LRS and max(map(len, wide)) <= width:
@@ -49,11 +49,7 @@ def format_table(summary: StudySummary, *, width: int = 100) -> str:
         lines += [*_render(*_wide_table(summary, with_optimizer=False)), "", *per_optimizer]
     else:  # an Optuna study samples many lrs: one row per grid cell, then the optimizers
         lines += [*_render(*_long_table(summary)), "", *per_optimizer]
-    lines += textwrap.wrap(
-        "regret: mean over the grid of best - accuracy (points); E[best] k=1/N: expected best "
-        "accuracy of 1 and of all N configurations tried at random (Dodge et al. 2019).",
-        width=width,
-    )
+    lines += textwrap.wrap(_footnote(summary), width=width)
     lines.append("")
     if not summary.comparisons:
         lines.extend(textwrap.wrap("Verdict: " + summary.verdict, width=width))
@@ -100,15 +96,15 @@ def _wide_table(
     by_cell = {(c.optimizer, c.warmup, c.warmup_steps, c.lr): c for c in summary.cells}
     best = "best (lr, warmup)" if summary.varies_warmup else "best (lr)"
     header = ["optimizer", *(f"lr={format_lr(lr)}" for lr in lrs)]
-    header += [best, *OPTIMIZER_COLUMNS] if with_optimizer else []
+    header += [best, *_columns(summary)] if with_optimizer else []
     rows: list[list[str]] = []
     for opt in summary.optimizers:
         for n, (warmup, steps) in enumerate(_settings(summary, opt.optimizer)):
-            cells = [_table_cell(by_cell.get((opt.optimizer, warmup, steps, lr))) for lr in lrs]
+            cells = [
+                _table_cell(by_cell.get((opt.optimizer, warmup, steps, lr)), summary) for lr in lrs
+            ]
             extra = (
-                _optimizer_columns(opt, summary.varies_warmup)
-                if n == 0
-                else [""] * (1 + len(OPTIMIZER_COLUMNS))
+                _optimizer_columns(opt, summary) if n == 0 else [""] * (1 + len(OPTIMIZER_COLUMNS))
             )
             rows.append(
                 [_row_name(summary, opt, warmup, steps), *cells, *(extra if with_optimizer else [])]
@@ -121,22 +117,56 @@ def _long_table(summary: StudySummary) -> tuple[list[str], list[list[str]]]:
     for opt in summary.optimizers:
         for cell in summary.cells_of(opt.optimizer):
             name = _row_name(summary, opt, cell.warmup, cell.warmup_steps)
-            rows.append([name, f"{cell.lr:.3g}", _table_cell(cell), str(cell.n_seeds)])
-    return ["optimizer", "lr", "final acc", "seeds"], rows
+            rows.append([name, f"{cell.lr:.3g}", _table_cell(cell, summary), str(cell.n_seeds)])
+    final = "final acc" if _is_accuracy(summary) else f"final {summary.metric.name}"
+    return ["optimizer", "lr", final, "seeds"], rows
 
 
-def _table_cell(cell: CellSummary | None) -> str:
+def _is_accuracy(summary: StudySummary) -> bool:
+    return is_accuracy(summary.metric)
+
+
+def _what(summary: StudySummary) -> str:
+    """``test accuracy, %``: the metric's label and display unit."""
+    return f"{summary.metric.label}, {summary.metric.shown_unit}"
+
+
+def _columns(summary: StudySummary) -> list[str]:
+    if _is_accuracy(summary):
+        return list(OPTIMIZER_COLUMNS)
+    return ["regret", f"≤{summary.metric.threshold:g}", "E[best] k=1/N"]
+
+
+def _footnote(summary: StudySummary) -> str:
+    if _is_accuracy(summary):
+        return (
+            "regret: mean over the grid of best - accuracy (points); E[best] k=1/N: expected best "
+            "accuracy of 1 and of all N configurations tried at random (Dodge et al. 2019)."
+        )
+    m = summary.metric
+    better = "higher" if m.higher_is_better else "lower"
+    return (
+        f"{m.label}: {better} is better. regret: mean over the grid of the distance to the best "
+        f"({m.shown_unit}); ≤{m.threshold:g}: share of the grid within {m.threshold:g} "
+        f"{m.shown_unit} of the best; E[best] k=1/N: expected best {m.label} of 1 and of all N "
+        "configurations tried at random (Dodge et al. 2019)."
+    )
+
+
+def _table_cell(cell: CellSummary | None, summary: StudySummary) -> str:
     if cell is None or cell.final_acc_mean_pct is None:
         return "—"
-    text = f"{cell.final_acc_mean_pct:.1f}"
+    d = decimals(summary.metric)
+    text = f"{cell.final_acc_mean_pct:.{d}f}"
     if cell.final_acc_std_pct is not None:
-        text += f"±{cell.final_acc_std_pct:.1f}"
+        text += f"±{cell.final_acc_std_pct:.{d}f}"
     if cell.n_diverged:
         text += f" *{cell.n_diverged}"
     return text
 
 
-def _optimizer_columns(opt: OptimizerSummary, varies_warmup: bool) -> list[str]:
+def _optimizer_columns(opt: OptimizerSummary, summary: StudySummary) -> list[str]:
+    varies_warmup, d = summary.varies_warmup, decimals(summary.metric)
     if opt.best_acc_pct is None or opt.best_lr is None or opt.mean_regret_pct is None:
         return ["—"] * (1 + len(OPTIMIZER_COLUMNS))
     share = opt.share_within_1pt if opt.share_within_1pt is not None else 0.0
@@ -145,10 +175,10 @@ def _optimizer_columns(opt: OptimizerSummary, varies_warmup: bool) -> list[str]:
         where += ", " + warmup_short(opt.best_warmup, opt.best_warmup_steps or 0)
     budget = opt.expected_max_pct
     return [
-        f"{opt.best_acc_pct:.1f} ({where})",
-        f"{opt.mean_regret_pct:.1f}",
+        f"{opt.best_acc_pct:.{d}f} ({where})",
+        f"{opt.mean_regret_pct:.{d}f}",
         f"{share:.0%}",
-        f"{budget[0]:.1f}/{budget[-1]:.1f}" if budget else "—",
+        f"{budget[0]:.{d}f}/{budget[-1]:.{d}f}" if budget else "—",
     ]
 
 
@@ -168,11 +198,22 @@ CELL_CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
+def csv_columns(summary: StudySummary) -> list[str]:
+    """``CELL_CSV_COLUMNS``, the metric's name in accuracy's place for another metric."""
+    if _is_accuracy(summary):
+        return list(CELL_CSV_COLUMNS)
+    name = summary.metric.name
+    return [
+        c.replace("acc", name).removesuffix("_pct") if "acc" in c else c for c in CELL_CSV_COLUMNS
+    ]
+
+
 def format_cells_csv(summary: StudySummary) -> str:
-    """One CSV row per grid cell (percent accuracies; empty where there is no value)."""
+    """One CSV row per grid cell (percent accuracies; empty where there is no value). A study
+    with another metric names its columns after it (``final_val_loss_mean``, display units)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CELL_CSV_COLUMNS)
+    writer.writerow(csv_columns(summary))
     for cell in summary.cells:
         row = cell.model_dump()
         writer.writerow(["" if row[c] is None else row[c] for c in CELL_CSV_COLUMNS])

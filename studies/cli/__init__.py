@@ -19,7 +19,15 @@ from collections.abc import Sequence
 from studies.errors import RobustnessError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("theory", "presets", "data", "run", "report", "importer")
+COMMANDS: tuple[str, ...] = (
+    "theory",
+    "presets",
+    "data",
+    "run",
+    "report",
+    "importer",
+    "catalog",
+)
 
 
 def build_parser(extra: Sequence[str] = ()) -> argparse.ArgumentParser:

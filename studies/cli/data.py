@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from studies.errors import DatasetNotFoundError
-from studies.workloads import archives, sources
+from studies.workloads import archives, registry, sources
 from studies.workloads.sources import DATASETS
 
 
@@ -35,10 +35,15 @@ def register(subparsers: Any) -> None:
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     status = actions.add_parser("status", help="where each dataset was found, or how to get it")
-    status.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(DATASETS)}")
+    status.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"any of {', '.join(DATASETS)} or a plugin's workload (default: all)",
+    )
     status.set_defaults(func=run_status)
     fetch = actions.add_parser("fetch", help="make a dataset available (download, Debian package)")
-    fetch.add_argument("name", choices=DATASETS)
+    fetch.add_argument("name", help=f"{', '.join(DATASETS)} or a plugin's workload")
     fetch.add_argument(
         "--no-download", action="store_true", help="do not use torchvision's download"
     )
@@ -57,14 +62,24 @@ def _say(text: str) -> None:
 
 def run_status(args: argparse.Namespace) -> int:
     missing = 0
-    for name in args.names or DATASETS:  # an unknown name is a SpecError: exit 2
-        where = sources.locate(name, data_dir=args.data_dir)
-        missing += not where.found
-        print(where.describe())
+    # an unknown name is a SpecError (exit 2); the plugins' workloads are listed after ours
+    for name in args.names or registry.workload_names():
+        if name in DATASETS:
+            where = sources.locate(name, data_dir=args.data_dir)
+            missing += not where.found
+            print(where.describe())
+            continue
+        status = registry.data_status(name, data_dir=args.data_dir)
+        missing += not status.found
+        print(f"{name}: {status.where}" if status.found else status.hint or f"{name}: missing")
     return 1 if missing else 0
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    if args.name not in DATASETS:  # a plugin's workload: its own source fetches
+        status = registry.fetch_data(args.name, data_dir=args.data_dir)
+        print(f"{args.name}: {status.where}" if status.found else status.hint)
+        return 0 if status.found else 1
     try:
         where = sources.fetch(
             args.name,

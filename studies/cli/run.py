@@ -34,7 +34,8 @@ from studies.errors import DatasetNotFoundError, SpecError
 from studies.presets import DEFAULT_PRESET, PRESETS, apply_overrides, get_preset, parse_override
 from studies.results import StudyRecord
 from studies.spec import StudySpec
-from studies.workloads import sources
+from studies.spec_parts import DATASETS
+from studies.workloads import registry, sources
 
 
 def register(subparsers: Any) -> None:
@@ -104,7 +105,7 @@ def load_target(target: str | None, overrides: list[str], *, max_trials: int | N
         spec = StudySpec.parse(path.read_text())
     if overrides:
         spec = apply_overrides(spec, dict(parse_override(text) for text in overrides))
-    return check_trials(spec, limit=max_trials)
+    return registry.admit(check_trials(spec, limit=max_trials))
 
 
 class ProgressLine:
@@ -160,7 +161,10 @@ def run(args: argparse.Namespace) -> int:
             return 0
         print(f"study {spec.name}: {spec.num_trials} trials", file=sys.stderr)
         # a study that cannot run is refused before Ray starts or anything is recorded
-        sources.fetch(spec.dataset, data_dir=args.data_dir, install_package=False, say=_say)
+        if spec.dataset in DATASETS:
+            sources.fetch(spec.dataset, data_dir=args.data_dir, install_package=False, say=_say)
+        else:
+            registry.fetch_data(spec.dataset, data_dir=args.data_dir)
     else:
         # parsed once here, and handed on to the runner (a spec is parsed once per process)
         spec = _driver_spec(args.study_id, tracking_uri=tracking_uri, data_dir=args.data_dir)
@@ -210,7 +214,7 @@ def _driver_spec(study_id: str, *, tracking_uri: str, data_dir: str | None) -> S
     store = tracking.store_for(tracking_uri)
     spec = StudySpec.parse(store.load_spec(study_id))  # admitted when it was created
     try:
-        sources.require(spec.dataset, data_dir=data_dir)
+        registry.require_data(spec.dataset, data_dir=data_dir)
     except DatasetNotFoundError as exc:
         store.set_study_status(study_id, "failed", error=str(exc))
         print(f"study {study_id} failed: {exc}", file=sys.stderr)

@@ -71,7 +71,7 @@ def import_outdir(
         store.set_study_status(sid, "running")
         for trial in run.trials:
             config = TrialConfig(
-                optimizer=trial.optimizer,  # type: ignore[arg-type]
+                optimizer=trial.optimizer,
                 lr=trial.lr,
                 warmup=trial.warmup,  # type: ignore[arg-type]
                 warmup_steps=trial.warmup_steps,

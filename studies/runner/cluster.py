@@ -71,8 +71,9 @@ def resolve_pack_size(spec: StudySpec, *, pending: int) -> int:
     """The spec's ``pack_size``, with ``auto`` decided for this cluster: the pending grid
     points spread over the trials the cluster runs at once
     (``studies.training.pack_plan.auto_pack_size``).
-    Optuna studies run one configuration per trial."""
-    if spec.search.kind != "grid":
+    Optuna studies run one configuration per trial, and so do studies that ``unpacked_reason``
+    names a reason for."""
+    if spec.search.kind != "grid" or unpacked_reason(spec) is not None:
         return 1
     if spec.pack_size != "auto":
         return spec.pack_size
@@ -84,6 +85,23 @@ def resolve_pack_size(spec: StudySpec, *, pending: int) -> int:
     if spec.max_concurrent_trials is not None:
         slots = min(slots, spec.max_concurrent_trials)
     return auto_pack_size(pending, slots=max(1, slots), gpu=want.gpu > 0)
+
+
+def unpacked_reason(spec: StudySpec) -> str | None:
+    """Why a study that asks for packs runs one trial per grid point, or None: packs need a
+    workload with the classification loss and metric, and optimizers that
+    ``radam.packed.PackedOptimizer`` steps (``studies.workloads.optimizers.PACKABLE``)."""
+    from studies.workloads.optimizers import PACKABLE
+    from studies.workloads.registry import get_workload
+
+    if spec.pack_size == 1 or spec.search.kind != "grid":
+        return None
+    if not get_workload(spec.dataset).packable:
+        return f"workload {spec.dataset!r} has its own loss or metric, which packs do not run"
+    others = [name for name in spec.optimizers if name not in PACKABLE]
+    if others:
+        return f"packs step only {', '.join(sorted(PACKABLE))}, not {', '.join(others)}"
+    return None
 
 
 @contextlib.contextmanager

@@ -18,7 +18,13 @@ from pathlib import Path
 from studies import paths, tracking
 from studies.errors import StudyStateError
 from studies.results import StudyRecord
-from studies.runner.cluster import check_cluster, ray_session, resolve_pack_size, sigterm_interrupts
+from studies.runner.cluster import (
+    check_cluster,
+    ray_session,
+    resolve_pack_size,
+    sigterm_interrupts,
+    unpacked_reason,
+)
 from studies.runner.recording import ProgressFn, RecordingCallback
 from studies.runner.trainable import TrainableFn, tune_trainable
 from studies.runner.tuner import build_tuner, restorable, restore_tuner
@@ -72,6 +78,9 @@ def run_study(
     try:
         with ray_session(ray_address), sigterm_interrupts():
             check_cluster(spec)
+            unpacked = unpacked_reason(spec)
+            if unpacked is not None:  # the record says why the packs it asked for are not run
+                store.set_study_tags(study_id, {"robustness.unpacked": unpacked})
             experiment_dir = storage / study_id
             if resume and restorable(experiment_dir):
                 tuner = restore_tuner(experiment_dir, callback, spec, trainable_fn=trainable_fn)
@@ -126,7 +135,13 @@ def run_spec(
     data_dir: str | os.PathLike[str] | None = None,
     study_id: str | None = None,
 ) -> StudyRecord:
-    """Create the study in MLflow, then run it (``run_study``)."""
+    """Create the study in MLflow, then run it (``run_study``). A spec that did not come
+    through the edge (``registry.admit``: ``robustness run``, the service) is admitted here, so
+    its record names its workload's metric."""
+    from studies.workloads import registry
+
+    if spec.metric is None:
+        spec = registry.admit(spec)
     uri = tracking_uri or paths.mlflow_uri()
     record = tracking.store_for(uri).create_study(
         spec.to_dict(), study_id=study_id, num_trials=spec.num_trials

@@ -19,7 +19,7 @@ from typing import Any
 from ray import tune
 
 from studies import tracking
-from studies.results import EPOCH_METRICS
+from studies.results import epoch_metrics
 from studies.spec import StudySpec, TrialConfig, trial_params
 from studies.status import COUNTED_TRIAL
 from studies.training.trainables import trial_from_config
@@ -100,8 +100,13 @@ class RecordingCallback(tune.Callback):
             if record.status in COUNTED_TRIAL:
                 self.recorded_done.add(record.trial_id)
                 setattr(self.progress, record.status, getattr(self.progress, record.status) + 1)
-                self._offer_best(record.trial_id, record.final_acc)
+                self._offer_best(record.trial_id, record.final(self.spec.measured.name))
                 self.members_ended.add(record.trial_id)  # a restored pack does not redo it
+
+    @property
+    def logged(self) -> tuple[str, ...]:
+        """The per-epoch metrics logged: ``EPOCH_METRICS`` and the workload's metric."""
+        return epoch_metrics(self.spec.measured.name)
 
     @property
     def store(self) -> tracking.StudyStore:
@@ -110,7 +115,7 @@ class RecordingCallback(tune.Callback):
     def _offer_best(self, key: str, acc: float | None) -> None:
         if acc is None or not math.isfinite(acc):
             return
-        if self.progress.best_acc is None or acc > self.progress.best_acc:
+        if self.progress.best_acc is None or self.spec.measured.better(acc, self.progress.best_acc):
             self.progress.best_acc, self.progress.best_trial = acc, key
 
     def _show(self) -> None:
@@ -163,11 +168,11 @@ class RecordingCallback(tune.Callback):
             return  # a retried trial reporting an epoch again
         self.last_epoch[trial.trial_id] = epoch
         # NaN kept: a diverged epoch's test metrics were not measured (tracking stores NaN)
-        metrics = {name: float(result[name]) for name in EPOCH_METRICS if name in result}
+        metrics = {name: float(result[name]) for name in self.logged if name in result}
         self.store.log_epoch(run_id, epoch, metrics)
         if result.get("diverged"):
             self.diverged.add(trial.trial_id)
-        self._offer_best(self.keys[trial.trial_id], metrics.get("test_acc"))
+        self._offer_best(self.keys[trial.trial_id], metrics.get(self.spec.measured.name))
         self._show()
 
     # Packs: one Tune trial, a nested run per member.
@@ -206,9 +211,9 @@ class RecordingCallback(tune.Callback):
                 epoch = int(row["epoch"])
                 self.member_last_epoch[key] = epoch
                 self.member_last_row[key] = row
-                metrics = {name: float(row[name]) for name in EPOCH_METRICS if name in row}
+                metrics = {name: float(row[name]) for name in self.logged if name in row}
                 rows.append((run_id, epoch, metrics))
-                self._offer_best(key, metrics.get("test_acc"))
+                self._offer_best(key, metrics.get(self.spec.measured.name))
             if entry["status"] != "running":
                 ended.append((key, str(entry["status"])))
         self.store.log_epochs(rows)

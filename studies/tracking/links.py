@@ -69,13 +69,17 @@ def study_view(run_id: str, spec: Mapping[str, Any]) -> tuple[str, str]:
     MLflow 3.17's shared experiment view state (search facets and UI state, plain JSON)."""
     search = spec.get("search") or {}
     metric = str(search.get("metric") or "test_acc") if isinstance(search, dict) else "test_acc"
+    measured = spec.get("metric")  # the workload's metric, written where the study entered
+    lower_first = False
+    if isinstance(measured, dict) and measured.get("name") not in (None, "test_acc"):
+        metric, lower_first = str(measured["name"]), measured.get("direction") == "lower"
     axes = _axes(spec)
     metrics = [metric, *(m for m in _OTHER_METRICS if m != metric)]
     state: dict[str, Any] = {
         # search facets
         "searchFilter": f"tags.`{TAG_PARENT}` = '{run_id}'",
         "orderByKey": f"metrics.`{metric}`",
-        "orderByAsc": False,  # test accuracy: best first
+        "orderByAsc": lower_first,  # best first: test accuracy's highest, a loss's lowest
         # UI state
         "selectedColumns": [f"params.`{a}`" for a in axes] + [f"metrics.`{m}`" for m in metrics],
         "runsHiddenMode": "SHOW_ALL",  # the charts' default shows only the first 10 runs

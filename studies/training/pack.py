@@ -63,6 +63,7 @@ from studies.training.trial import (
 )
 from studies.workloads.batching import batches
 from studies.workloads.dataset import Dataset
+from studies.workloads.registry import get_workload
 
 OnPackEpoch = Callable[[list[dict[str, Any] | None], PackState], None]
 
@@ -96,6 +97,7 @@ def run_pack(
     if threads is not None:
         torch.set_num_threads(max(1, threads))
     device = pick_device(gpus)
+    metric = get_workload(spec.dataset).metric
     ds = cast_dataset(get_dataset(spec, data_dir=data_dir, device=device), dtype)
     state = build_pack(spec, configs, ds, device=device, dtype=dtype)
     if resume_from is not None:
@@ -137,10 +139,15 @@ def run_pack(
                 "epoch": epoch,
                 "train_loss": train_loss[k],
                 "test_loss": test_loss,
-                "test_acc": test_acc,
+                metric.name: test_acc,
                 "lr": lrs[k],
                 "diverged": diverged[k],
-                "objective": member.last_finite_acc if member.last_finite_acc is not None else 0.0,
+                "objective": metric.sign
+                * (
+                    member.last_finite_acc
+                    if member.last_finite_acc is not None
+                    else metric.failed_value
+                ),
                 "node": node,
                 "train_seconds": member.train_seconds,
             }

@@ -45,17 +45,19 @@ from studies.spec import StudySpec, TrialConfig
 from studies.training.trial_state import TrialState, build_state
 from studies.workloads.batching import batches
 from studies.workloads.dataset import Dataset
-from studies.workloads.loading import load_dataset
+from studies.workloads.interface import Workload
+from studies.workloads.registry import get_workload
 
 #: What every per-epoch report holds.
 EPOCH_KEYS: tuple[str, ...] = (
     "epoch",  # 1-based, the MLflow step
     "train_loss",  # mean over the epoch's iterations
     "test_loss",
-    "test_acc",  # fraction in [0, 1]
+    "test_acc",  # fraction in [0, 1]; a workload with another metric: that one's name instead
     "lr",  # the lr of the epoch's last iteration
     "diverged",
-    "objective",  # test_acc, or the last finite one for a diverged trial: what searches maximise
+    "objective",  # the metric (negated when lower is better), or its last finite value for a
+    # diverged trial (the metric's failed_value when none): what searches maximise
     "node",
     "train_seconds",  # the trial's own time in training and evaluation, all epochs so far
 )
@@ -88,20 +90,20 @@ def pick_device(gpus: float) -> torch.device:
 
 
 def get_dataset(spec: StudySpec, *, data_dir: str | None, device: torch.device) -> Dataset:
-    """The spec's dataset (resized to ``image_size`` when the spec says), loaded once per
-    process; its augmentation and test subset (the first ``test_subset`` examples) set by
+    """The spec's workload's data (resized to ``image_size`` when the spec says), loaded once
+    per process; its augmentation and test subset (the first ``test_subset`` examples) set by
     the spec."""
     key = (spec.dataset, spec.train_subset, spec.image_size, str(data_dir), str(device))
     if key not in _DATASETS:
-        _DATASETS[key] = load_dataset(
-            spec.dataset,
+        _DATASETS[key] = get_workload(spec.dataset).load(
             data_dir=data_dir,
             train_subset=spec.train_subset,
+            test_subset=spec.test_subset,
             image_size=spec.image_size,
             device=device,
         )
     ds = _DATASETS[key]
-    if ds.augment != spec.augment:
+    if ds.augment != spec.augment and ds.image_size:
         ds = dataclasses.replace(ds, augment=spec.augment)
     if spec.test_subset is not None and spec.test_subset < ds.num_test:
         n = spec.test_subset  # views, no copy
@@ -117,18 +119,23 @@ def cast_dataset(ds: Dataset, dtype: torch.dtype | None) -> Dataset:
     return dataclasses.replace(ds, train_x=ds.train_x.to(dtype), test_x=ds.test_x.to(dtype))
 
 
-def evaluate(model: nn.Module, ds: Dataset, *, device: torch.device) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy as a fraction) on the whole test set."""
+def evaluate(
+    model: nn.Module, ds: Dataset, *, device: torch.device, workload: Workload | None = None
+) -> tuple[float, float]:
+    """(mean test loss, the workload's metric) on the whole test set; for the built-in
+    workloads (mean cross-entropy, accuracy as a fraction)."""
+    workload = workload if workload is not None else get_workload(ds.name)
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
+    metric_sum = torch.zeros((), device=device, dtype=torch.float64)
+    n = 0  # units of the sums: examples, or what the workload counts (tokens)
     with torch.inference_mode(), autocast_for(device):
         for x, y in batches(ds, batch_size=EVAL_BATCH_SIZE, train=False):
-            logits = as_float(model(_layout(x, device)))
-            loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(dim=1) == y).sum()
-    n = ds.num_test
-    return float(loss_sum.item()) / n, int(correct.item()) / n
+            outputs = as_float(model(_layout(x, device)))
+            loss_sum += workload.loss(outputs, y, reduction="sum")
+            metric_sum += workload.metric_sum(outputs, y)
+            n += workload.count(y)
+    return float(loss_sum.item()) / n, workload.metric_value(float(metric_sum.item()), n)
 
 
 def run_trial(
@@ -148,6 +155,8 @@ def run_trial(
     if threads is not None:
         torch.set_num_threads(max(1, threads))
     device = pick_device(gpus)
+    workload = get_workload(spec.dataset)
+    metric = workload.metric
     ds = cast_dataset(get_dataset(spec, data_dir=data_dir, device=device), dtype)
     state = build_state(spec, trial, ds, device=device, dtype=dtype)
     if resume_from is not None:
@@ -158,14 +167,14 @@ def run_trial(
     for epoch in range(state.epoch + 1, (epochs or spec.epochs) + 1):
         started = time.perf_counter()
         train_loss, lr, diverged = _train_epoch(
-            state, ds, spec, device=device, check_every=check_every
+            state, ds, spec, workload, device=device, check_every=check_every
         )
         if diverged:
             test_loss, test_acc = math.nan, math.nan
         else:
-            test_loss, test_acc = evaluate(state.model, ds, device=device)
-            if not math.isfinite(test_loss):  # finite training loss, exploding logits
-                diverged = True
+            test_loss, test_acc = evaluate(state.model, ds, device=device, workload=workload)
+            if not (math.isfinite(test_loss) and math.isfinite(test_acc)):
+                diverged = True  # finite training loss, exploding logits; or a NaN metric
         if math.isfinite(test_acc):
             state.last_finite_acc = test_acc
         state.epoch = epoch
@@ -174,10 +183,11 @@ def run_trial(
             "epoch": epoch,
             "train_loss": train_loss,
             "test_loss": test_loss,
-            "test_acc": test_acc,
+            metric.name: test_acc,
             "lr": lr,
             "diverged": diverged,
-            "objective": state.last_finite_acc if state.last_finite_acc is not None else 0.0,
+            "objective": metric.sign
+            * (state.last_finite_acc if state.last_finite_acc is not None else metric.failed_value),
             "node": node,
             "train_seconds": state.train_seconds,
         }
@@ -190,7 +200,13 @@ def run_trial(
 
 
 def _train_epoch(
-    state: TrialState, ds: Dataset, spec: StudySpec, *, device: torch.device, check_every: int
+    state: TrialState,
+    ds: Dataset,
+    spec: StudySpec,
+    workload: Workload,
+    *,
+    device: torch.device,
+    check_every: int,
 ) -> tuple[float, float, bool]:
     """One epoch; returns (mean training loss so far, the last lr, whether it diverged)."""
     model, optimizer, scheduler = state.model, state.optimizer, state.scheduler
@@ -204,7 +220,7 @@ def _train_epoch(
     for x, y in batches(ds, batch_size=spec.batch_size, generator=state.generator):
         lr = float(optimizer.param_groups[0]["lr"])
         with autocast_for(device):
-            loss = nn.functional.cross_entropy(as_float(model(_layout(x, device))), y)
+            loss = workload.loss(as_float(model(_layout(x, device))), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()

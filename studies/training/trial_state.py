@@ -99,15 +99,10 @@ def init_model(
     """The trial's network, initialised from its seed, and the generator of its batch order and
     augmentation (seeded alike): what ``build_state`` and the pack runner (``studies.training.pack``)
     share, so that a packed member starts exactly where its own trial would."""
-    from studies.workloads.models import build_model
+    from studies.workloads.registry import get_workload
 
     generator = seed_everything(trial.seed)
-    model = build_model(
-        spec.model,
-        num_classes=ds.num_classes,
-        in_channels=ds.in_channels,
-        image_size=ds.image_size,
-    ).to(device=device, dtype=dtype)
+    model = get_workload(spec.dataset).build_model(spec.model, ds).to(device=device, dtype=dtype)
     return model, generator
 
 
@@ -134,7 +129,7 @@ def build_state(
     device: torch.device,
     dtype: torch.dtype | None = None,
 ) -> TrialState:
-    from radam.factory import make_optimizer
+    from studies.workloads.optimizers import make_optimizer
 
     model, generator = init_model(spec, trial, ds, device=device, dtype=dtype)
     if device.type == "cuda" and ds.train_x.dim() == 4:

@@ -12,7 +12,9 @@ SUBSET_SEED = 0  # the fixed order of image-folder training images, and the digi
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """A whole dataset in memory: images normalised float32 NCHW, labels int64.
+    """A whole dataset in memory: images normalised float32 NCHW, labels int64 (a plugin's
+    workload may hold any inputs and targets: ``[N, features]`` rows, ``[N, T]`` tokens; the
+    image fields then keep their defaults).
 
     ``mean``/``std`` are the per-channel statistics the images were normalised with (so that
     augmentation can pad with black and figures can undo the normalisation).
@@ -23,10 +25,10 @@ class Dataset:
     train_y: Tensor
     test_x: Tensor
     test_y: Tensor
-    num_classes: int
-    in_channels: int
-    image_size: int
-    augment: bool
+    num_classes: int = 0  # classes (or a vocabulary's size); 0 where it means nothing
+    in_channels: int = 0  # image channels; 0 for inputs that are not images
+    image_size: int = 0  # pixels per side; 0 for inputs that are not images
+    augment: bool = False  # crop + flip (images only)
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
 
@@ -38,10 +40,20 @@ class Dataset:
     def num_test(self) -> int:
         return int(self.test_x.shape[0])
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape: ``(C, H, W)`` for images, ``(features,)`` for rows."""
+        return tuple(int(d) for d in self.train_x.shape[1:])
+
+    def _inputs(self) -> str:
+        if self.image_size:
+            return f"images={self.in_channels}x{self.image_size}x{self.image_size}"
+        return f"inputs={'x'.join(map(str, self.input_shape))}"
+
     def __repr__(self) -> str:  # the shapes, not 60,000 images' worth of numbers
         return (
             f"Dataset({self.name!r}, train={self.num_train}, test={self.num_test}, "
-            f"images={self.in_channels}x{self.image_size}x{self.image_size}, "
+            f"{self._inputs()}, "
             f"classes={self.num_classes}, augment={self.augment}, device={self.train_x.device})"
         )
 

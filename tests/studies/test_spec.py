@@ -114,10 +114,10 @@ def test_a_sampled_search_counts_optimizers_repeats_samples_and_seeds() -> None:
         ({"learning_rates": [0.1, math.nan]}, "learning_rates.1", "finite"),
         ({"learning_rates": []}, "learning_rates", "empty"),
         ({"learning_rates": {"radam": [0.1]}}, "learning_rates", "missing"),
-        ({"optimizers": ["radam", "lamb"]}, "optimizers.1", "'radam'"),
+        ({"optimizers": ["radam", "Lamb!"]}, "optimizers.1", "pattern"),
         ({"optimizers": ["radam", "radam"]}, "optimizers", "repeat"),
-        ({"dataset": "imagenet"}, "dataset", "cifar10"),
-        ({"model": "vit"}, "model", "resnet20"),
+        ({"dataset": "Image Net"}, "dataset", "pattern"),
+        ({"model": ""}, "model", "at least 1 character"),
         ({"warmup": {"kind": "linear"}}, "warmup.steps", "needs its lengths"),
         ({"warmup": {"kind": "untuned_linear", "steps": [10]}}, "warmup.steps", "only the linear"),
         ({"warmup": {"kind": "cosine"}}, "warmup.kinds.0", "'linear'"),
@@ -177,6 +177,12 @@ def test_spec_names_agree_with_the_modules_that_implement_them() -> None:
     assert spec.WARMUPS == WARMUPS
     assert spec.DATASETS == DATASETS
     assert spec.MODELS == MODELS
+    from studies.workloads.builtin import BUILTIN_MODELS, BUILTIN_WORKLOADS
+    from studies.workloads.optimizers import PROJECT_OPTIMIZERS
+
+    assert tuple(w.name for w in BUILTIN_WORKLOADS) == DATASETS
+    assert BUILTIN_MODELS == MODELS
+    assert PROJECT_OPTIMIZERS == OPTIMIZERS
 
 
 def test_pack_size_is_a_positive_integer_or_auto_and_grid_only() -> None:
