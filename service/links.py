@@ -15,8 +15,9 @@ def study_links(
     ray_dashboard: str | None,
     has_results: bool = True,
 ) -> Links:
-    """``figures``: the figures the study has by its design (``views.study_figures``: the
-    warmup figure only where it varies the warmup), none while ``has_results`` is false (no
+    """``figures``: the figures the study has by its design (``views.study_figures``: a
+    sampled study's tuning_curve and lr_samples, a grid's others, the warmup figure only where
+    it varies the warmup), none while ``has_results`` is false (no
     trial has finished yet, so there is nothing to draw): each listed URL answers 200."""
     base = f"/studies/{record.study_id}"
     figures = {

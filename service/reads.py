@@ -179,19 +179,13 @@ class StudyReads(StudyLifecycle):
             raise FigureNotAvailableError(
                 f"study {study_id} has no finished trial yet, so no {name.value} figure"
             )
-        if name is FigureName.figure6:
-            fig = figures.figure6(summary)
-        elif name is FigureName.lr_sensitivity:
-            fig = figures.lr_sensitivity(summary)
-        elif name is FigureName.expected_max:
-            fig = figures.expected_max_figure(summary)
-        else:
-            heat = figures.warmup_heatmap(summary)
-            if heat is None:
-                raise FigureNotAvailableError(
-                    f"study {study_id} does not vary the warmup, so it has no warmup figure"
-                )
-            fig = heat
+        fig = figures.render(summary, name.value)
+        if fig is None:
+            kind = "a sampled study" if summary.sampled is not None else "a grid study"
+            raise FigureNotAvailableError(
+                f"study {study_id} has no {name.value} figure (it is {kind}; its figures: "
+                f"{', '.join(figures.figure_names(summary))})"
+            )
         FigureCanvasAgg(fig)
         buffer = io.BytesIO()
         fig.savefig(buffer, format=fmt.value)

@@ -32,6 +32,8 @@ class FigureName(StrEnum):
     lr_sensitivity = "lr_sensitivity"
     warmup = "warmup"
     expected_max = "expected_max"
+    tuning_curve = "tuning_curve"  # a sampled study's (search.kind optuna or random)
+    lr_samples = "lr_samples"
 
 
 class FigureFormat(StrEnum):
@@ -130,6 +132,8 @@ class TrialPublic(BaseModel):
     train_seconds: float | None = None
     node: str | None = None
     run_id: str | None = None
+    repeat: int | None = None  # a sampled study's repeat and sample index; None in a grid
+    sample: int | None = None
     history: dict[str, list[float]] = Field(default_factory=dict)
 
 

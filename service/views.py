@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from service.schemas import FigureFormat, FigureName
+from studies.analysis.figures import GRID_FIGURES, figure_names_for_spec
 from studies.results import StudyRecord, TrialRecord
 from studies.spec import StudySpec
 from studies.status import TERMINAL_STUDY, StudyStatus, TrialStatus
@@ -29,13 +30,15 @@ def figure_part(name: FigureName, fmt: FigureFormat) -> str:
 
 
 def study_figures(record: StudyRecord) -> list[FigureName]:
-    """The figures a study has by its design: the warmup figure only where its grid varies the
-    warmup (a foreign spec that does not parse: not the warmup figure, which needs one)."""
+    """The figures a study has by its design (``analysis.figures.figure_names_for_spec``): a
+    sampled study's tuning_curve and lr_samples; a grid's figure6, lr_sensitivity,
+    expected_max, and warmup only where it varies the warmup (a foreign spec that does not
+    parse: the grid's without the warmup figure, which needs one)."""
     try:
-        varies_warmup = StudySpec.model_validate(record.spec).varies_warmup
+        spec = StudySpec.model_validate(record.spec)
     except Exception:
-        varies_warmup = False
-    return [name for name in FigureName if name is not FigureName.warmup or varies_warmup]
+        return [FigureName(n) for n in GRID_FIGURES if n != FigureName.warmup.value]
+    return [FigureName(n) for n in figure_names_for_spec(spec)]
 
 
 def progress_counts(

@@ -39,6 +39,8 @@ class TrialRecord:
     node: str | None = None
     run_id: str | None = None  # the nested MLflow run
     train_seconds: float | None = None  # the trial's own training time
+    repeat: int | None = None  # a sampled search's repeat (None in a grid)
+    sample: int | None = None  # its sample index within the repeat, from 0
 
     @property
     def epochs_done(self) -> int:

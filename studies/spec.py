@@ -1,7 +1,8 @@
 """The study spec: the single description of a study, JSON in and out.
 
 A ``StudySpec`` names a dataset and a model, the optimizers, their learning rates, the warmup,
-the seeds and the training schedule, how to search (a full grid, or Optuna's TPE), and what each
+the seeds and the training schedule, how to search (a full grid, or per optimizer Optuna's TPE
+or random search), and what each
 trial may use. ``StudySpec.trial_configs()`` expands a grid into ``TrialConfig`` points; the
 runner turns them into Ray Tune trials and ``TrialConfig.key`` names each one stably.
 
@@ -54,11 +55,17 @@ class TrialConfig(StrictModel):
     warmup: WarmupKind = "none"
     warmup_steps: int = Field(default=0, ge=0)  # iterations; 0 unless warmup is linear
     seed: int = Field(default=0, ge=0)
+    # a sampled search's point: which repeat of the search, which sample of it (from 0)
+    repeat: int | None = Field(default=None, ge=0)
+    sample: int | None = Field(default=None, ge=0)
 
     @property
     def key(self) -> str:
         warmup = f"linear{self.warmup_steps}" if self.warmup == "linear" else self.warmup
-        return f"{self.optimizer}-lr{self.lr:g}-{warmup}-s{self.seed}"
+        key = f"{self.optimizer}-lr{self.lr:g}-{warmup}-s{self.seed}"
+        if self.sample is not None:
+            key += f"-r{self.repeat or 0}n{self.sample}"
+        return key
 
 
 class StudySpec(StrictModel):
@@ -223,7 +230,7 @@ class StudySpec(StrictModel):
     def trial_configs(self) -> list[TrialConfig]:
         """The grid, in the order optimizer, lr, warmup, seed.
 
-        For ``search.kind == "optuna"`` there is no fixed grid (Optuna samples the points), so
+        For a sampled search there is no fixed grid (the samplers pick the points), so
         this returns an empty list; ``num_trials`` still counts the trials the study will run.
         """
         if self.search.kind != "grid":
@@ -237,6 +244,11 @@ class StudySpec(StrictModel):
         ]
 
     @property
+    def sampled(self) -> bool:
+        """A sampled search (``optuna`` or ``random``), not a grid."""
+        return self.search.kind != "grid"
+
+    @property
     def varies_warmup(self) -> bool:
         """More than one warmup setting in the grid (optimizers without a warmup count as
         ``none``): the study has a warmup figure and warmup tables."""
@@ -244,8 +256,9 @@ class StudySpec(StrictModel):
 
     @property
     def num_trials(self) -> int:
-        if self.search.kind == "optuna":
-            return self.search.num_samples * len(self.seeds)
+        if self.sampled:  # every optimizer the same budget
+            search = self.search
+            return len(self.optimizers) * search.repeats * search.num_samples * len(self.seeds)
         return sum(
             len(self.lrs_for(opt)) * len(self.warmups_for(opt)) * len(self.seeds)
             for opt in self.optimizers
@@ -292,7 +305,7 @@ def trial_params(spec: StudySpec, cfg: TrialConfig) -> dict[str, Any]:
     """The params of a trial's nested MLflow run: its grid point, then the settings it trained
     with (the runner's and ``robustness import``'s, so both record a trial alike)."""
     return {
-        **cfg.model_dump(),
+        **cfg.model_dump(exclude_none=True),  # repeat and sample only for a sampled search
         "dataset": spec.dataset,
         "model": spec.model,
         "epochs": spec.epochs,

@@ -113,17 +113,28 @@ class WarmupSpec(StrictModel):
         return out
 
 
-class SearchSpec(StrictModel):
-    """How trials are chosen: ``grid`` (the full cross product, the default) or ``optuna``.
+SearchKind = Literal["grid", "optuna", "random"]
+SAMPLED_KINDS: tuple[str, ...] = ("optuna", "random")
 
-    ``optuna``: TPE over the optimizer (categorical), the log learning rate in ``lr_range``
-    (default: the spec's smallest to largest learning rate) and, when the warmup is linear,
-    the warmup length in ``warmup_steps_range`` (default: the spec's shortest to longest);
-    ``num_samples`` samples, each repeated over every seed (Ray Tune's ``Repeater``).
+
+class SearchSpec(StrictModel):
+    """How trials are chosen: ``grid`` (the full cross product, the default), ``optuna``
+    (Optuna's TPE) or ``random`` (seeded random search).
+
+    A sampled search (``optuna`` or ``random``) gives every optimizer a search of its own, so
+    optimizers are compared at equal budgets (Sivaprasad et al. 2020): per optimizer and per
+    repeat one sampler (its own state, seeded from ``(seed, repeat)``) over the same space, the log
+    learning rate in ``lr_range`` (default: the spec's smallest to largest learning rate)
+    and, for an optimizer that warms up linearly, the log warmup length in
+    ``warmup_steps_range`` (default: the spec's shortest to longest); ``num_samples``
+    samples each, each run once per seed. ``repeats`` whole searches, the unit a tuning
+    comparison replicates. ``random`` draws log-uniformly (Optuna's ``RandomSampler``).
     """
 
-    kind: Literal["grid", "optuna"] = "grid"
-    num_samples: int = Field(default=20, ge=1)  # Optuna samples (each run once per seed)
+    kind: SearchKind = "grid"
+    num_samples: int = Field(default=20, ge=1)  # samples per optimizer and repeat, x seeds
+    repeats: int = Field(default=1, ge=1, le=100)  # independent searches per optimizer
+    seed: int = Field(default=0, ge=0)  # repeat r's samplers: seeded from (seed, r)
     lr_range: tuple[PositiveLr, PositiveLr] | None = None  # log-uniform bounds
     warmup_steps_range: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = (
         None  # iterations

@@ -321,6 +321,8 @@ def _trials_json(view: StudyView) -> bytes:
             train_seconds=t.train_seconds,
             node=t.node,
             run_id=t.run_id,
+            repeat=t.repeat,
+            sample=t.sample,
             history=t.history,
         ).model_dump(mode="json")
         for t in view.trials or []

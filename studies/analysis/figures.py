@@ -11,6 +11,9 @@
   drawn at random from the grid, k = 1..N), one line per optimizer and, in a warmup study, one
   per warmup setting (Dodge et al. 2019's expected validation performance curve).
 
+A sampled study (``summary.sampled``) has ``sampled_figures``' tuning_curve and lr_samples
+instead; ``figure_names`` says which a study has, ``render`` draws one by name.
+
 Headless: the Agg canvas is used directly, never pyplot's global state, so it is thread-safe
 enough for the service and needs no display.
 """
@@ -30,7 +33,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from studies.analysis.labels import decimals, format_lr, optimizer_label, warmup_label
+from studies.analysis.sampled_figures import lr_samples_figure, tuning_curve_figure
 from studies.analysis.summary import CellSummary, StudySummary
+from studies.spec import StudySpec
 
 PANEL_SIZE = (4.2, 3.4)  # inches per Figure-6 panel
 MAX_COLUMNS = 4  # Figure-6 panels per row
@@ -280,11 +285,55 @@ def _nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
+GRID_FIGURES = ("figure6", "lr_sensitivity", "expected_max", "warmup")
+SAMPLED_FIGURES = ("tuning_curve", "lr_samples")  # studies.analysis.sampled_figures
+
+
+def figure_names(summary: StudySummary) -> list[str]:
+    """The figures this study has: a grid's, or a sampled study's."""
+    if summary.sampled is not None:
+        return list(SAMPLED_FIGURES)
+    return [n for n in GRID_FIGURES if n != "warmup" or summary.varies_warmup]
+
+
+def figure_names_for_spec(spec: StudySpec) -> list[str]:
+    """The figures a study of this spec will have (``figure_names`` once it has a summary)."""
+    if spec.sampled:
+        return list(SAMPLED_FIGURES)
+    return [n for n in GRID_FIGURES if n != "warmup" or spec.varies_warmup]
+
+
+def render(summary: StudySummary, name: str) -> Figure | None:
+    """One figure by name; None when the study has no such figure."""
+    if name not in figure_names(summary):
+        return None
+    if summary.sampled is not None:
+        title = _title(summary, "study")
+        draw = tuning_curve_figure if name == "tuning_curve" else lr_samples_figure
+        return draw(summary.sampled, title)
+    grid: dict[str, Callable[[StudySummary], Figure | None]] = {
+        "figure6": figure6,
+        "lr_sensitivity": lr_sensitivity,
+        "expected_max": expected_max_figure,
+        "warmup": warmup_heatmap,
+    }
+    return grid[name](summary)
+
+
 def write_figures(summary: StudySummary, out_dir: Path) -> list[Path]:
     """Write figure6.png/.svg, lr_sensitivity.png, expected_max.png/.svg and (warmup studies)
-    warmup.png."""
+    warmup.png; a sampled study's tuning_curve and lr_samples (png and svg) instead."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    if summary.sampled is not None:
+        for name in SAMPLED_FIGURES:
+            fig = render(summary, name)
+            for suffix in ("png", "svg"):
+                path = out_dir / f"{name}.{suffix}"
+                if fig is not None:
+                    fig.savefig(path)
+                    written.append(path)
+        return written
     fig6 = figure6(summary)
     for suffix in ("png", "svg"):
         path = out_dir / f"figure6.{suffix}"

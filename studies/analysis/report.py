@@ -22,6 +22,7 @@ from pathlib import Path
 from studies import paths, tracking
 from studies.analysis.figures import write_figures
 from studies.analysis.labels import is_accuracy
+from studies.analysis.sampled import summarize_sampled
 from studies.analysis.summarize import summarize
 from studies.analysis.summary import StudySummary
 from studies.analysis.tables import format_cells_csv, format_table
@@ -59,6 +60,8 @@ TRIALS_CSV_COLUMNS: tuple[str, ...] = (
     "train_seconds",
     "node",
     "run_id",
+    "repeat",  # a sampled search's repeat and sample index; empty in a grid
+    "sample",
 )
 
 #: Classes per dataset: a trial that diverged before its first evaluation counts at chance.
@@ -108,7 +111,7 @@ def _failed_level(record: StudyRecord, metric: Metric) -> float:
 
 def _summarize_record(record: StudyRecord, trials: Sequence[TrialRecord]) -> StudySummary:
     metric = study_metric(record)
-    return summarize(
+    summary = summarize(
         trials,
         study_id=record.study_id,
         name=record.name,
@@ -116,6 +119,36 @@ def _summarize_record(record: StudyRecord, trials: Sequence[TrialRecord]) -> Stu
         trials_total=_trials_total(record),
         no_accuracy_pct=_failed_level(record, metric),
         metric=metric,
+    )
+    try:
+        spec = StudySpec.from_json_cached(record.spec)
+    except SpecError:
+        return summary
+    if not spec.sampled:
+        return summary
+    # A sampled study: per optimizer its searches (studies.analysis.sampled), their verdict
+    # in place of the grid's (sampled points share no cells), no warmup x lr tables.
+    sampled = summarize_sampled(
+        trials,
+        kind=spec.search.kind,
+        num_samples=spec.search.num_samples,
+        repeats=spec.search.repeats,
+        no_accuracy_pct=_failed_level(record, metric),
+        metric=metric.name,
+        display_scale=metric.display_scale,
+        higher_is_better=metric.higher_is_better,
+        metric_label=metric.label,
+        unit=metric.shown_unit,
+        partial=summary.partial,
+    )
+    return summary.model_copy(
+        update={
+            "search": spec.search.kind,
+            "sampled": sampled,
+            "comparisons": [],
+            "verdict": sampled.verdict,
+            "warmup_tables": [],
+        }
     )
 
 
@@ -208,6 +241,8 @@ def write_trials_csv(trials: Sequence[TrialRecord], path: Path, metric: Metric =
                     "" if t.train_seconds is None else f"{t.train_seconds:.3f}",
                     t.node or "",
                     t.run_id or "",
+                    "" if t.repeat is None else t.repeat,
+                    "" if t.sample is None else t.sample,
                 ]
             )
     return path

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from studies.analysis.comparisons import Comparison
 from studies.analysis.labels import warmup_label
+from studies.analysis.sampled import SampledSummary
 from studies.analysis.verdict import ALPHA, METHOD
 from studies.metrics import ACCURACY, Metric
 
@@ -22,6 +23,7 @@ __all__ = [
     "CellSummary",
     "Comparison",
     "OptimizerSummary",
+    "SampledSummary",
     "StudySummary",
     "WarmupTable",
 ]
@@ -121,6 +123,12 @@ class StudySummary(BaseModel):
     # What the numbers are of: every ``*_pct`` / ``acc`` field holds this metric in its display
     # units (accuracy: percent, the fields' historical names), "best" in its direction.
     metric: Metric = ACCURACY
+    search: str = Field(default="grid", description="grid, optuna or random")
+    sampled: SampledSummary | None = Field(
+        default=None,
+        description="a sampled study's searches per optimizer (studies.analysis.sampled); its "
+        "verdict is the study's, and the grid's comparisons are left empty",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -12,6 +12,7 @@ import io
 import textwrap
 
 from studies.analysis.labels import decimals, format_lr, is_accuracy, warmup_rank, warmup_short
+from studies.analysis.sampled_tables import format_sampled_table
 from studies.analysis.summary import CellSummary, OptimizerSummary, StudySummary
 
 MAX_TABLE_LRS = 8  # learning rates shown as columns; more (Optuna) and the table goes long
@@ -22,8 +23,11 @@ def format_table(summary: StudySummary, *, width: int = 100) -> str:
     """The summary as a terminal table: optimizers (x warmup) as rows, learning rates as
     columns (final test accuracy, mean ± std over seeds, percent), the verdict under it.
 
-    A cell reads ``—`` when no seed has counted yet; ``*N`` marks N diverged seeds.
+    A cell reads ``—`` when no seed has counted yet; ``*N`` marks N diverged seeds. A sampled
+    study has a row per optimizer instead (``sampled_tables``).
     """
+    if summary.sampled is not None:
+        return format_sampled_table(summary, width=width)
     head = "Study" + (f" {summary.study_id}" if summary.study_id else "")
     head += f" ({summary.name})" if summary.name else ""
     state = "partial" if summary.partial else "complete"

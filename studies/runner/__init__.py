@@ -23,9 +23,10 @@ What it claims (checked in tests/studies/runner/ and tests/studies/cli/test_cli_
 Ray and SQLite MLflow):
 
 - A grid is one ``tune.grid_search`` over the spec's ``TrialConfig`` points (the spec decides
-  which optimizers cross which warmups); an ``optuna`` study is ``OptunaSearch`` (TPE, RDB
-  storage ``paths.optuna_storage()``, one Optuna study per study id) over the optimizer, the
-  log learning rate and the warmup, wrapped in ``Repeater`` so each sample runs once per seed.
+  which optimizers cross which warmups); a sampled study (``optuna``: TPE; ``random``) is
+  ``search.FairSearch``: one Optuna study per optimizer and repeat (RDB storage
+  ``paths.optuna_storage()``), each the same ``num_samples`` points over the same space (log
+  lr; log warmup length where the warmup is linear), each point once per seed, round-robin.
 - Each trial gets ``resources_per_trial`` (``tune.with_resources``); actors are reused and the
   dataset is cached per worker process; ``FailureConfig(max_failures)`` retries a crashed trial
   from its last checkpoint (one per epoch, the two latest kept).

@@ -124,7 +124,9 @@ class RecordingCallback(tune.Callback):
 
     def _key(self, trial: Any) -> tuple[str, TrialConfig]:
         cfg = trial_from_config(trial.config, self.spec)
-        key = cfg.key if "trial" in trial.config else f"{cfg.key}-{trial.trial_id}"
+        # a grid point's key names it; a sampled one's names its repeat and sample too
+        unique = "trial" in trial.config or cfg.sample is not None
+        key = cfg.key if unique else f"{cfg.key}-{trial.trial_id}"
         return key, cfg
 
     # Tune's hooks (all in the driver).

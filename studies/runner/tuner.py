@@ -1,8 +1,9 @@
 """The ``Tuner`` of a study, and resuming Tune's saved one.
 
 A grid is one ``tune.grid_search`` over the spec's ``TrialConfig`` points (the spec decides
-which optimizers cross which warmups), or over packs of them (``pack_size``); an ``optuna``
-study is ``search.search_alg``. Each trial gets ``resources_per_trial``
+which optimizers cross which warmups), or over packs of them (``pack_size``); a sampled
+study (``optuna``, ``random``) is ``search.FairSearch``: one search per optimizer and repeat,
+the same budget for each. Each trial gets ``resources_per_trial``
 (``tune.with_resources``); actors are reused and the dataset is cached per worker process;
 ``FailureConfig(max_failures)`` retries a crashed trial from its last checkpoint (one per
 epoch, the two latest kept). An interrupted study's experiment state is restored with

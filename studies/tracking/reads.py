@@ -90,7 +90,7 @@ def reader_for(conn: Connection) -> TrialReader:
     return ServerTrialReader(conn.client)
 
 
-_TRIAL_PARAMS = ("optimizer", "lr", "warmup", "warmup_steps", "seed")
+_TRIAL_PARAMS = ("optimizer", "lr", "warmup", "warmup_steps", "seed", "repeat", "sample")
 _TRIAL_TAGS = (TAG_KIND, TAG_TRIAL_ID, TAG_STATUS, TAG_NODE)
 
 
@@ -200,7 +200,18 @@ def _trial_record(
         node=tags.get(TAG_NODE) or None,
         run_id=run_id,
         train_seconds=_finite_or_inf(train_seconds) if train_seconds is not None else None,
+        repeat=_int_or_none(params.get("repeat")),
+        sample=_int_or_none(params.get("sample")),
     )
+
+
+def _int_or_none(text: str | None) -> int | None:
+    """A sampled trial's repeat or sample index; None for a grid trial (absent, or logged as
+    JSON ``null`` by a caller that flattened a ``TrialConfig`` with its unset fields)."""
+    try:
+        return int(float(text)) if text else None
+    except ValueError:
+        return None
 
 
 def _finite_or_inf(value: float) -> float:

@@ -76,6 +76,8 @@ def trials_to_json(trials: Iterable[TrialRecord], *, study_id: str) -> str:
             "node": t.node,
             "run_id": t.run_id,
             "train_seconds": t.train_seconds,
+            "repeat": t.repeat,
+            "sample": t.sample,
             "history": {name: _encode_curve(values) for name, values in t.history.items()},
         }
         for t in trials

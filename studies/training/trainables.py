@@ -25,9 +25,9 @@ class TrialSession(Protocol):
 
 
 def trial_from_config(config: Mapping[str, Any], spec: StudySpec) -> TrialConfig:
-    """The grid point of a Tune config: ``config["trial"]`` for a grid, or Optuna's sampled
-    ``optimizer``/``lr``/``warmup``/``warmup_steps`` with the seed picked by Tune's Repeater
-    (``__trial_index__``)."""
+    """The grid point of a Tune config: ``config["trial"]`` for a grid, or a sampled
+    ``optimizer``/``lr``/``warmup``/``warmup_steps`` with its ``repeat`` and ``sample`` and the
+    seed picked by its index (``__trial_index__``; ``studies.runner.search``)."""
     if "trial" in config:
         return TrialConfig.model_validate(config["trial"])
     seed = spec.seeds[int(config.get("__trial_index__", 0)) % len(spec.seeds)]
@@ -37,6 +37,8 @@ def trial_from_config(config: Mapping[str, Any], spec: StudySpec) -> TrialConfig
         warmup=config.get("warmup", "none"),
         warmup_steps=int(config.get("warmup_steps", 0)),
         seed=seed,
+        repeat=int(config["repeat"]) if "repeat" in config else None,
+        sample=int(config["sample"]) if "sample" in config else None,
     )
 
 

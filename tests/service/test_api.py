@@ -179,6 +179,37 @@ def test_a_warmup_study_lists_its_warmup_figure(client: httpx.Client) -> None:
     }
 
 
+def test_a_sampled_study_serves_its_own_table_and_figures(
+    client: httpx.Client, finished: dict[str, Any]
+) -> None:
+    """Random search, each optimizer its own: the summary has a search per optimizer, the
+    links list only the figures it has, and those are served (the grid's are 404)."""
+    del finished  # the grid study is done: this one may start (one active study at a time)
+    spec = digits_spec(
+        name="sampled", search={"kind": "random", "num_samples": 2}, learning_rates=[0.01, 0.1]
+    )
+    response = client.post("/studies", json=spec, headers=AUTH)
+    assert response.status_code == 202, response.text
+    study = wait_for(client, response.json()["id"], timeout_s=300)
+    assert study["status"] == "succeeded"
+    assert assert_listed_figures_served(client, study) == {
+        "lr_samples.png",
+        "lr_samples.svg",
+        "tuning_curve.png",
+        "tuning_curve.svg",
+    }
+    summary = client.get(f"/studies/{study['id']}/summary").json()
+    assert summary["search"] == "random"
+    searches = summary["sampled"]["optimizers"]
+    assert [(o["optimizer"], o["samples"]) for o in searches] == [("radam", 2), ("adam", 2)]
+    rows = client.get(f"/studies/{study['id']}/trials").json()
+    assert {(r["optimizer"], r["repeat"], r["sample"]) for r in rows} == {
+        (o, 0, s) for o in ("radam", "adam") for s in (0, 1)
+    }
+    grid_figure = client.get(f"/studies/{study['id']}/figures/figure6.png")
+    assert grid_figure.status_code == 404 and "tuning_curve" in grid_figure.json()["detail"]
+
+
 def test_mlflow_record_is_complete(home: Path, finished: dict[str, Any]) -> None:
     """The POST writes only the run and its tags; the submitter adds the spec as params and
     spec.json before the job starts: a finished study's parent run has them all."""

@@ -96,9 +96,12 @@ def test_json_round_trip() -> None:
     assert StudySpec.parse(spec.to_dict()) == spec
 
 
-def test_optuna_counts_samples_times_seeds_and_bounds_default_to_the_grid() -> None:
+def test_a_sampled_search_counts_optimizers_repeats_samples_and_seeds() -> None:
     spec = StudySpec.parse(_spec(search={"kind": "optuna", "num_samples": 7}))
-    assert spec.num_trials == 7 * 2
+    assert spec.sampled and spec.search.repeats == 1
+    assert spec.num_trials == len(spec.optimizers) * 7 * 2  # every optimizer the same budget
+    random = StudySpec.parse(_spec(search={"kind": "random", "num_samples": 3, "repeats": 4}))
+    assert random.num_trials == len(spec.optimizers) * 4 * 3 * 2
     assert spec.trial_configs() == []
     assert spec.lr_bounds() == (0.01, 0.1)
 
@@ -127,7 +130,7 @@ def test_optuna_counts_samples_times_seeds_and_bounds_default_to_the_grid() -> N
         ({"lr_milestones": [1, 5]}, "lr_milestones", "below epochs"),
         ({"betas": [0.9, 1.0]}, "betas", "[0, 1)"),
         ({"resources_per_trial": {"cpu": 0}}, "resources_per_trial.cpu", "greater than 0"),
-        ({"search": {"kind": "random"}}, "search.kind", "'grid'"),
+        ({"search": {"kind": "bayes"}}, "search.kind", "'grid'"),
         ({"lr": 0.1}, "lr", "Extra inputs"),
     ],
 )

@@ -49,6 +49,7 @@ def test_an_accuracy_study_summarises_exactly_as_before() -> None:
     summary = summarize(accuracy_trials(), study_id="frozen", name="frozen", no_accuracy_pct=10.0)
     now = summary.to_dict()
     assert now.pop("metric") == ACCURACY.model_dump()
+    assert (now.pop("search"), now.pop("sampled")) == ("grid", None)  # issue 26's, for grids
     assert now == frozen["summary"]  # every number, bit for bit (JSON floats round-trip)
     assert format_table(summary) == frozen["table"]
     assert format_cells_csv(summary) == frozen["csv"]

@@ -246,26 +246,43 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(
     assert (last.running, last.started) == (0, 1)  # the retry is the same trial, not a second
 
 
-def test_optuna_repeats_each_sample_over_the_seeds(
+def test_a_sampled_study_gives_every_optimizer_the_same_budget(
     local_ray: None, where: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """TPE over three optimizers, two repeats: each optimizer gets its own searches, the
+    same number of samples, each sample on every seed; the repeat and sample index are on
+    every trial and its nested MLflow run (issue 26: one categorical TPE left RAdam out)."""
     monkeypatch.setenv("ROBUSTNESS_OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
     spec = _digits(
-        optimizers=["radam", "sgd"],
+        optimizers=["radam", "adamw", "sgd"],
         learning_rates=[0.001, 0.1],
+        warmup={"kinds": ["linear"], "steps": [10, 100], "optimizers": ["adamw"]},
         seeds=[0, 1],
         epochs=1,
-        search={"kind": "optuna", "num_samples": 2},
+        search={"kind": "optuna", "num_samples": 2, "repeats": 2},
     )
     record = driver.run_spec(spec, **where)
     assert record.status == "succeeded"
     trials = tracking.store_for(where["tracking_uri"]).load_trials(record.study_id)
-    assert len(trials) == spec.num_trials == 4
-    by_point: dict[tuple[str, float], set[int]] = {}
+    assert len(trials) == spec.num_trials == 3 * 2 * 2 * 2
+    samples: dict[str, dict[tuple[int, int], set[int]]] = {}
     for trial in trials:
-        assert 0.001 <= trial.lr <= 0.1 and trial.optimizer in ("radam", "sgd")
-        by_point.setdefault((trial.optimizer, trial.lr), set()).add(trial.seed)
-    assert all(seeds == {0, 1} for seeds in by_point.values())  # each sample, every seed
+        assert 0.001 <= trial.lr <= 0.1
+        if trial.optimizer == "adamw":
+            assert trial.warmup == "linear" and 10 <= trial.warmup_steps <= 100
+        else:
+            assert (trial.warmup, trial.warmup_steps) == ("none", 0)
+        assert trial.repeat is not None and trial.sample is not None
+        samples.setdefault(trial.optimizer, {}).setdefault((trial.repeat, trial.sample), set()).add(
+            trial.seed
+        )
+    counts = {opt: len(points) for opt, points in samples.items()}
+    assert counts == {"radam": 4, "adamw": 4, "sgd": 4}  # no optimizer fewer than another
+    for points in samples.values():
+        assert set(points) == {(r, s) for r in range(2) for s in range(2)}
+        assert all(seeds == {0, 1} for seeds in points.values())  # each sample, every seed
+    params = MlflowClient(where["tracking_uri"]).get_run(trials[0].run_id or "").data.params
+    assert (params["repeat"], params["sample"]) == (str(trials[0].repeat), str(trials[0].sample))
 
 
 def test_a_study_the_cluster_cannot_place_is_refused(

@@ -143,6 +143,10 @@ def test_optuna_configs_pick_the_seed_by_repeat_index() -> None:
     spec = _spec(seeds=[5, 7], search={"kind": "optuna", "num_samples": 3})
     cfg = trial_from_config({"optimizer": "sgd", "lr": 0.02, "__trial_index__": 1}, spec)
     assert cfg == TrialConfig(optimizer="sgd", lr=0.02, seed=7)
+    sampled = {"optimizer": "sgd", "lr": 0.02, "__trial_index__": 0, "repeat": 1, "sample": 4}
+    cfg = trial_from_config(sampled, spec)
+    assert (cfg.seed, cfg.repeat, cfg.sample) == (5, 1, 4)
+    assert cfg.key == "sgd-lr0.02-none-s5-r1n4"
 
 
 def test_the_spec_sets_augmentation_and_the_test_subset_without_reloading() -> None:
