@@ -120,6 +120,9 @@ def _summarize_record(record: StudyRecord, trials: Sequence[TrialRecord]) -> Stu
         no_accuracy_pct=_failed_level(record, metric),
         metric=metric,
     )
+    search = record.spec.get("search")
+    if not isinstance(search, dict) or search.get("kind", "grid") == "grid":
+        return summary  # a grid study's summary is whole: its spec is not parsed again here
     try:
         spec = StudySpec.from_json_cached(record.spec)
     except SpecError:

@@ -110,7 +110,11 @@ def test_discovery_lists_the_plugin_and_the_broken_one(client: httpx.Client) -> 
     ("changes", "field", "words"),
     [
         ({"dataset": "shaky"}, "dataset", "a_dependency_that_is_not_installed"),
-        ({"dataset": "iris"}, "dataset", "installed: cifar10, fashion_mnist, digits, shaky, wine"),
+        (
+            {"dataset": "iris"},
+            "dataset",
+            "installed: cifar10, fashion_mnist, digits, shakespeare, shaky, wine",
+        ),
         ({"model": "resnet20"}, "model", "installed: wine_mlp, wine_linear"),
         ({"optimizers": ["radam", "lion"]}, "optimizers", "sgd_nesterov"),
         ({"betas": [0.9, 0.99]}, "betas", "'sgd_nesterov' takes no betas"),
@@ -149,7 +153,13 @@ def test_a_study_on_the_plugin_runs_end_to_end(client: httpx.Client) -> None:
 def test_the_openapi_document_lists_what_is_installed(client: httpx.Client) -> None:
     components = client.get("/openapi.json").json()["components"]["schemas"]
     spec = components["StudySpec"]["properties"]
-    assert spec["dataset"]["enum"] == ["cifar10", "fashion_mnist", "digits", "wine"]  # not shaky
+    assert spec["dataset"]["enum"] == [
+        "cifar10",
+        "fashion_mnist",
+        "digits",
+        "shakespeare",
+        "wine",
+    ]  # not shaky
     assert {"wine_mlp", "resnet20"} <= set(spec["model"]["enum"])
     assert {"radam", "nadam", "sgd_nesterov"} <= set(spec["optimizers"]["items"]["enum"])
     assert "figure6-quick" in components["StudyCreate"]["properties"]["preset"]["enum"]
