@@ -98,17 +98,15 @@ def get_dataset(spec: StudySpec, *, data_dir: str | None, device: torch.device) 
         _DATASETS[key] = get_workload(spec.dataset).load(
             data_dir=data_dir,
             train_subset=spec.train_subset,
-            test_subset=spec.test_subset,
+            # the whole test set, cached once: studies that differ only in test_subset share it
+            test_subset=None,
             image_size=spec.image_size,
             device=device,
         )
     ds = _DATASETS[key]
     if ds.augment != spec.augment and ds.image_size:
         ds = dataclasses.replace(ds, augment=spec.augment)
-    if spec.test_subset is not None and spec.test_subset < ds.num_test:
-        n = spec.test_subset  # views, no copy
-        ds = dataclasses.replace(ds, test_x=ds.test_x[:n], test_y=ds.test_y[:n])
-    return ds
+    return ds.first_test(spec.test_subset)
 
 
 def cast_dataset(ds: Dataset, dtype: torch.dtype | None) -> Dataset:

@@ -62,8 +62,6 @@ class ImageClassification(Workload):
         device: str | torch.device = "cpu",
         download: bool = False,
     ) -> Dataset:
-        import dataclasses
-
         from studies.workloads.loading import load_dataset
 
         ds = load_dataset(
@@ -74,11 +72,7 @@ class ImageClassification(Workload):
             device=device,
             download=download,
         )
-        if test_subset is not None and test_subset < ds.num_test:
-            ds = dataclasses.replace(
-                ds, test_x=ds.test_x[:test_subset], test_y=ds.test_y[:test_subset]
-            )
-        return ds
+        return ds.first_test(test_subset)
 
     def build_model(self, model: str, ds: Dataset) -> nn.Module:
         from studies.workloads.models import build_model

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor
 
@@ -40,6 +40,13 @@ class Dataset:
     @property
     def num_test(self) -> int:
         return int(self.test_x.shape[0])
+
+    def first_test(self, n: int | None) -> Dataset:
+        """The first ``n`` test examples (views, no copy); all of them where ``n`` is None or
+        not smaller: ``test_subset``, honoured the same way by every workload and the trial."""
+        if n is None or n >= self.num_test:
+            return self
+        return replace(self, test_x=self.test_x[:n], test_y=self.test_y[:n])
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -65,8 +65,6 @@ class CharLanguageModel(Workload):
         device: str | torch.device = "cpu",
         download: bool = False,
     ) -> Dataset:
-        import dataclasses
-
         from studies.workloads.loading import load_dataset
 
         ds = load_dataset(
@@ -76,11 +74,7 @@ class CharLanguageModel(Workload):
             device=device,
             download=download,
         )
-        if test_subset is not None and test_subset < ds.num_test:
-            ds = dataclasses.replace(
-                ds, test_x=ds.test_x[:test_subset], test_y=ds.test_y[:test_subset]
-            )
-        return ds
+        return ds.first_test(test_subset)
 
     def build_model(self, model: str, ds: Dataset) -> nn.Module:
         from studies.workloads.transformer import CharTransformer

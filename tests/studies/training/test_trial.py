@@ -160,3 +160,7 @@ def test_the_spec_sets_augmentation_and_the_test_subset_without_reloading() -> N
     assert part.num_test == 100 and whole.num_test > 100
     assert part.augment and not whole.augment
     assert part.train_x is whole.train_x  # the cached tensors, not a copy
+    # and the other way round: a smaller test_subset first does not cut what a later spec gets
+    small = get_dataset(_spec(test_subset=50, train_subset=200), data_dir=None, device=cpu)
+    larger = get_dataset(_spec(test_subset=120, train_subset=200), data_dir=None, device=cpu)
+    assert (small.num_test, larger.num_test) == (50, 120)
